@@ -1,0 +1,442 @@
+//! The [`Database`]: opens a persistence backend under a schema, hands out
+//! transactions, and runs the committer.
+//!
+//! # Commit pipeline
+//!
+//! Mutations run concurrently, each in its own [`Transaction`] at its own
+//! snapshot. Their [`CommitRequest`]s go through one bounded queue to a single
+//! committer task, which takes every request waiting in the queue as one
+//! *group*:
+//!
+//! 1. take the backend's write lock ([`Persistence::begin_write`]) and ingest
+//!    commits other nodes made since the last group (none on SQLite);
+//! 2. validate each request in order (optimistic concurrency control): it
+//!    conflicts if a commit after its snapshot — already published, or
+//!    earlier in this group — wrote a key inside its read set;
+//! 3. give each survivor the next timestamp and write its documents, index
+//!    entries and commit-log entry;
+//! 4. make the whole group durable with one backend commit (one fsync);
+//! 5. publish each commit's write set to the [`SubscriptionManager`] in
+//!    timestamp order, then answer the callers.
+//!
+//! So a caller hears "committed" only after its writes are durable and every
+//! affected subscription has been invalidated (read-your-writes for live
+//! queries), and the cost of an fsync is shared by everything that queued up
+//! while the previous group was being written.
+//!
+//! A conflicting request gets `WRITE_CONFLICT`; the function runtime retries
+//! the whole mutation at a fresh snapshot.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use errors::{Error, ErrorCode, Result};
+use persistence::{
+    CommitRecord, DocumentWrite, IndexMeta, IndexWrite, KeyRange, Order, Persistence, Snapshot,
+    Timestamp,
+};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::document::{Document, index_key};
+use crate::readset::{WriteSet, WrittenKey};
+use crate::schema::{BY_ID, IndexKind, Schema};
+use crate::subscriptions::{SubscriptionManager, WriteLogLimits};
+use crate::transaction::{CommitRequest, PendingWrite, Transaction, TxEnv};
+use crate::{Clock, IdGenerator};
+
+/// Tunables of the engine.
+#[derive(Debug, Clone, Copy)]
+pub struct DatabaseOptions {
+    /// How much commit history the write log keeps for validation.
+    pub write_log: WriteLogLimits,
+    /// Most transactions written in one group commit.
+    pub max_group: usize,
+    /// Capacity of the commit queue (callers wait when it is full).
+    pub queue_capacity: usize,
+}
+
+impl Default for DatabaseOptions {
+    fn default() -> Self {
+        Self {
+            write_log: WriteLogLimits::default(),
+            max_group: 1024,
+            queue_capacity: 8192,
+        }
+    }
+}
+
+struct Pending {
+    request: CommitRequest,
+    reply: oneshot::Sender<Result<Timestamp>>,
+}
+
+struct Inner {
+    persistence: Arc<dyn Persistence>,
+    env: TxEnv,
+    subscriptions: Arc<SubscriptionManager>,
+    commits: mpsc::Sender<Pending>,
+}
+
+/// The transactional document engine. Cheap to clone.
+#[derive(Clone)]
+pub struct Database {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Database")
+            .field("backend", &self.inner.persistence.kind())
+            .finish()
+    }
+}
+
+impl Database {
+    /// Opens the engine: (re)builds indexes whose definition changed, then
+    /// starts the committer task on the current Tokio runtime.
+    pub async fn open(
+        persistence: Arc<dyn Persistence>,
+        schema: Arc<Schema>,
+        clock: Arc<dyn Clock>,
+        ids: Arc<dyn IdGenerator>,
+        options: DatabaseOptions,
+    ) -> Result<Self> {
+        let env = TxEnv { schema, clock, ids };
+        rebuild_changed_indexes(&persistence, &env).await?;
+        let latest = persistence.latest_ts().await?;
+        let subscriptions = SubscriptionManager::new(latest, options.write_log);
+        let (tx, rx) = mpsc::channel(options.queue_capacity.max(1));
+        tokio::spawn(run_committer(
+            Arc::clone(&persistence),
+            Arc::clone(&subscriptions),
+            Arc::clone(&env.clock),
+            rx,
+            latest,
+            options.max_group.max(1),
+        ));
+        Ok(Self {
+            inner: Arc::new(Inner {
+                persistence,
+                env,
+                subscriptions,
+                commits: tx,
+            }),
+        })
+    }
+
+    /// The schema.
+    pub fn schema(&self) -> &Arc<Schema> {
+        &self.inner.env.schema
+    }
+
+    /// The clock.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.inner.env.clock
+    }
+
+    /// The subscription manager.
+    pub fn subscriptions(&self) -> &Arc<SubscriptionManager> {
+        &self.inner.subscriptions
+    }
+
+    /// The backend.
+    pub fn persistence(&self) -> &Arc<dyn Persistence> {
+        &self.inner.persistence
+    }
+
+    /// The newest commit published to subscriptions.
+    pub fn latest_ts(&self) -> Timestamp {
+        self.inner.subscriptions.processed_ts()
+    }
+
+    /// Opens a read snapshot of the newest committed state.
+    pub async fn snapshot(&self) -> Result<Arc<dyn Snapshot>> {
+        self.inner.persistence.snapshot().await
+    }
+
+    /// A transaction at a fresh snapshot.
+    pub async fn begin(&self, writable: bool) -> Result<Transaction> {
+        let snapshot = self.snapshot().await?;
+        Ok(self.begin_at(snapshot, writable))
+    }
+
+    /// A transaction at a given snapshot (queries of one Transition share one).
+    pub fn begin_at(&self, snapshot: Arc<dyn Snapshot>, writable: bool) -> Transaction {
+        Transaction::new(self.inner.env.clone(), snapshot, writable)
+    }
+
+    /// Commits a transaction. Returns its commit timestamp (the snapshot's
+    /// timestamp for a transaction that wrote nothing), or `WRITE_CONFLICT`.
+    pub async fn commit(&self, tx: Transaction) -> Result<Timestamp> {
+        if !tx.has_writes() {
+            return Ok(tx.ts());
+        }
+        let (reply, rx) = oneshot::channel();
+        self.inner
+            .commits
+            .send(Pending {
+                request: tx.into_commit(),
+                reply,
+            })
+            .await
+            .map_err(|_| Error::internal("the committer has stopped"))?;
+        rx.await
+            .map_err(|_| Error::internal("the committer dropped a commit"))?
+    }
+}
+
+fn conflict() -> Error {
+    Error::new(
+        ErrorCode::WriteConflict,
+        "Write conflict: documents read by this mutation changed concurrently",
+    )
+}
+
+/// Builds the storage record and write set of one transaction.
+fn build_record(ts: Timestamp, writes: &[PendingWrite]) -> (CommitRecord, WriteSet) {
+    let mut documents = Vec::with_capacity(writes.len());
+    let mut index_writes = Vec::new();
+    let mut ws = WriteSet::default();
+    for w in writes {
+        let id = w.id.to_bytes().to_vec();
+        documents.push(DocumentWrite {
+            id: id.clone(),
+            table: w.table.number,
+            json: w.new.as_ref().map(Document::to_json_string),
+        });
+        for index in &w.table.indexes {
+            let old = w.old.as_ref().and_then(|d| index_key(index, d));
+            let new = w.new.as_ref().and_then(|d| index_key(index, d));
+            // `by_id` entries are not stored (point reads use the document
+            // table) but its keys still go to the write set for `db.get` reads.
+            let stored = index.name != BY_ID;
+            match (old, new) {
+                (Some(o), Some(n)) if o == n => {
+                    ws.keys.push(WrittenKey {
+                        index: index.id,
+                        key: n.bytes,
+                        first_len: n.first_len,
+                    });
+                }
+                (old, new) => {
+                    if let Some(o) = old {
+                        if stored {
+                            index_writes.push(IndexWrite {
+                                index: index.id,
+                                key: o.bytes.clone(),
+                                doc_id: None,
+                            });
+                        }
+                        ws.keys.push(WrittenKey {
+                            index: index.id,
+                            key: o.bytes,
+                            first_len: o.first_len,
+                        });
+                    }
+                    if let Some(n) = new {
+                        if stored {
+                            index_writes.push(IndexWrite {
+                                index: index.id,
+                                key: n.bytes.clone(),
+                                doc_id: Some(id.clone()),
+                            });
+                        }
+                        ws.keys.push(WrittenKey {
+                            index: index.id,
+                            key: n.bytes,
+                            first_len: n.first_len,
+                        });
+                    }
+                }
+            }
+        }
+    }
+    let log = ws.encode();
+    (
+        CommitRecord {
+            ts,
+            documents,
+            index_writes,
+            log,
+        },
+        ws,
+    )
+}
+
+async fn run_committer(
+    persistence: Arc<dyn Persistence>,
+    subscriptions: Arc<SubscriptionManager>,
+    clock: Arc<dyn Clock>,
+    mut rx: mpsc::Receiver<Pending>,
+    mut last_ts: Timestamp,
+    max_group: usize,
+) {
+    let mut group: Vec<Pending> = Vec::with_capacity(max_group);
+    while let Some(first) = rx.recv().await {
+        group.push(first);
+        while group.len() < max_group {
+            match rx.try_recv() {
+                Ok(p) => group.push(p),
+                Err(_) => break,
+            }
+        }
+        let started = Instant::now();
+        let size = group.len();
+        commit_group(
+            &*persistence,
+            &subscriptions,
+            &*clock,
+            &mut last_ts,
+            &mut group,
+        )
+        .await;
+        metrics::histogram!("connvo_commit_group_size").record(size as f64);
+        metrics::histogram!("connvo_commit_group_seconds").record(started.elapsed().as_secs_f64());
+    }
+    tracing::debug!("committer stopped");
+}
+
+async fn commit_group(
+    persistence: &dyn Persistence,
+    subscriptions: &SubscriptionManager,
+    clock: &dyn Clock,
+    last_ts: &mut Timestamp,
+    group: &mut Vec<Pending>,
+) {
+    let before = *last_ts;
+    let mut outcomes: Vec<Option<Result<Timestamp>>> = (0..group.len()).map(|_| None).collect();
+    let mut accepted: Vec<(Timestamp, Arc<WriteSet>)> = Vec::new();
+    let result: Result<()> = async {
+        let mut wtx = persistence.begin_write().await?;
+        let latest = wtx.latest_ts().await?;
+        if latest > *last_ts {
+            // Commits made by other nodes since our last group.
+            for entry in wtx.commits_after(*last_ts).await? {
+                subscriptions.apply(entry.ts, Arc::new(WriteSet::decode(&entry.log)?));
+            }
+            *last_ts = latest;
+        }
+        for (i, pending) in group.iter().enumerate() {
+            let req = &pending.request;
+            let conflicts = subscriptions
+                .first_conflict(req.read_ts, &req.read_set)
+                .is_some()
+                || accepted.iter().any(|(_, ws)| req.read_set.overlaps(ws));
+            if conflicts {
+                outcomes[i] = Some(Err(conflict()));
+                continue;
+            }
+            let ts = Timestamp(clock.now_nanos().max(last_ts.0 + 1));
+            let (record, ws) = build_record(ts, &req.writes);
+            wtx.write(&record).await?;
+            *last_ts = ts;
+            outcomes[i] = Some(Ok(ts));
+            accepted.push((ts, Arc::new(ws)));
+        }
+        if !accepted.is_empty() {
+            wtx.commit().await?;
+        }
+        Ok(())
+    }
+    .await;
+    match result {
+        Ok(()) => {
+            for (ts, ws) in accepted {
+                subscriptions.apply(ts, ws);
+            }
+            metrics::counter!("connvo_commits_total")
+                .increment(outcomes.iter().filter(|o| matches!(o, Some(Ok(_)))).count() as u64);
+            let conflicts = outcomes
+                .iter()
+                .filter(|o| matches!(o, Some(Err(_))))
+                .count();
+            if conflicts > 0 {
+                metrics::counter!("connvo_commit_conflicts_total").increment(conflicts as u64);
+            }
+            for (pending, outcome) in group.drain(..).zip(outcomes) {
+                let outcome = outcome.unwrap_or_else(|| Err(Error::internal("commit skipped")));
+                let _ = pending.reply.send(outcome);
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "group commit failed");
+            *last_ts = before;
+            for pending in group.drain(..) {
+                let _ = pending.reply.send(Err(e.clone()));
+            }
+        }
+    }
+}
+
+/// Rebuilds every stored index whose definition changed (or is new).
+async fn rebuild_changed_indexes(persistence: &Arc<dyn Persistence>, env: &TxEnv) -> Result<()> {
+    let stored = persistence.index_metadata().await?;
+    for table in env.schema.tables() {
+        for index in &table.indexes {
+            if index.name == BY_ID || !matches!(index.kind, IndexKind::Database { .. }) {
+                continue;
+            }
+            let signature = index.signature();
+            if stored
+                .iter()
+                .any(|m| m.index == index.id && m.signature == signature)
+            {
+                continue;
+            }
+            let mut wtx = persistence.begin_write().await?;
+            let ts = wtx.latest_ts().await?.succ();
+            wtx.clear_index(index.id).await?;
+            let snapshot = persistence.snapshot().await?;
+            let mut after: Option<Vec<u8>> = None;
+            let mut count = 0usize;
+            let mut index_writes = Vec::new();
+            loop {
+                let docs = snapshot
+                    .scan_table(table.number, after.as_deref(), 1000)
+                    .await?;
+                let Some(last) = docs.last() else { break };
+                after = Some(last.id.clone());
+                for stored_doc in &docs {
+                    let doc = Document::from_stored(stored_doc)?;
+                    if let Some(key) = index_key(index, &doc) {
+                        index_writes.push(IndexWrite {
+                            index: index.id,
+                            key: key.bytes,
+                            doc_id: Some(stored_doc.id.clone()),
+                        });
+                        count += 1;
+                    }
+                }
+            }
+            drop(snapshot);
+            if !index_writes.is_empty() {
+                let record = CommitRecord {
+                    ts,
+                    documents: Vec::new(),
+                    index_writes,
+                    log: WriteSet::default().encode(),
+                };
+                wtx.write(&record).await?;
+            }
+            wtx.put_index_meta(&IndexMeta {
+                index: index.id,
+                table: table.number,
+                signature,
+            })
+            .await?;
+            wtx.commit().await?;
+            if count > 0 {
+                tracing::info!(table = %table.name, index = %index.name, entries = count, "index built");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A whole-index key range (used by table scans).
+pub fn full_range() -> KeyRange {
+    KeyRange::all()
+}
+
+/// Scan order re-export for callers that only import the engine.
+pub type ScanOrder = Order;

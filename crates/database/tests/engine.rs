@@ -1,0 +1,350 @@
+//! Functional tests of the engine: documents, indexes, pagination, limits,
+//! read-your-writes and snapshot isolation.
+#![allow(missing_docs)]
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use database::query::{CursorPos, decode_cursor, encode_cursor};
+use database::{IndexRange, Order};
+use errors::ErrorCode;
+use values::Value;
+
+fn item(group: &str, n: f64) -> Value {
+    Value::object([
+        ("group".to_owned(), Value::from(group)),
+        ("n".to_owned(), Value::Float64(n)),
+    ])
+}
+
+async fn scan_ns(db: &database::Database, group: &str, order: Order) -> Vec<f64> {
+    let mut tx = db.begin(false).await.unwrap();
+    let table = Arc::clone(tx.schema().table("items").unwrap());
+    let index = table.index("by_group_n").unwrap().clone();
+    let (range, bucket) = IndexRange::all()
+        .eq("group", group)
+        .compile(&index)
+        .unwrap();
+    let res = tx
+        .scan(&table, &index, &range, bucket, order, None, 1000)
+        .await
+        .unwrap();
+    res.rows
+        .iter()
+        .map(|(_, d)| d.field("n").and_then(Value::as_f64).unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn insert_get_patch_replace_delete() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = common::open(dir.path()).await;
+    let mut tx = db.begin(true).await.unwrap();
+    let id = tx.insert("items", item("a", 1.0)).unwrap();
+    // Read-your-writes inside the transaction.
+    let doc = tx.get(id).await.unwrap().unwrap();
+    assert_eq!(doc.field("n"), Some(&Value::Float64(1.0)));
+    assert_eq!(
+        doc.field("_id").and_then(Value::as_str),
+        Some(id.encode().as_str())
+    );
+    let ts1 = db.commit(tx).await.unwrap();
+    assert!(ts1 > persistence::Timestamp::ZERO);
+
+    let mut tx = db.begin(true).await.unwrap();
+    assert!(tx.ts() >= ts1);
+    let mut patch = BTreeMap::new();
+    patch.insert("n".to_owned(), Some(Value::Float64(2.0)));
+    patch.insert(
+        "tags".to_owned(),
+        Some(Value::Array(vec![Value::from("x")])),
+    );
+    tx.patch(id, patch).await.unwrap();
+    let ts2 = db.commit(tx).await.unwrap();
+    assert!(ts2 > ts1);
+
+    let mut tx = db.begin(false).await.unwrap();
+    let doc = tx.get(id).await.unwrap().unwrap();
+    assert_eq!(doc.field("n"), Some(&Value::Float64(2.0)));
+    assert!(doc.creation_time() > 0.0);
+
+    let mut tx = db.begin(true).await.unwrap();
+    tx.replace(id, item("b", 9.0)).await.unwrap();
+    db.commit(tx).await.unwrap();
+    assert_eq!(scan_ns(&db, "a", Order::Asc).await, Vec::<f64>::new());
+    assert_eq!(scan_ns(&db, "b", Order::Asc).await, vec![9.0]);
+
+    let mut tx = db.begin(true).await.unwrap();
+    tx.delete(id).await.unwrap();
+    db.commit(tx).await.unwrap();
+    let mut tx = db.begin(false).await.unwrap();
+    assert!(tx.get(id).await.unwrap().is_none());
+    assert!(scan_ns(&db, "b", Order::Asc).await.is_empty());
+}
+
+#[tokio::test]
+async fn schema_validation_rejects_bad_documents() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = common::open(dir.path()).await;
+    let mut tx = db.begin(true).await.unwrap();
+    let err = tx
+        .insert(
+            "items",
+            Value::object([("group".to_owned(), Value::from("a"))]),
+        )
+        .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::ValidationError);
+    let mut bad = BTreeMap::new();
+    bad.insert("group".to_owned(), Value::from("a"));
+    bad.insert("n".to_owned(), Value::Float64(1.0));
+    bad.insert("extra".to_owned(), Value::Null);
+    let err = tx.insert("items", Value::Object(bad)).unwrap_err();
+    assert_eq!(err.code(), ErrorCode::ValidationError);
+    let err = tx.insert("nope", item("a", 1.0)).unwrap_err();
+    assert_eq!(err.code(), ErrorCode::ValidationError);
+    let mut sys = BTreeMap::new();
+    sys.insert("_id".to_owned(), Value::from("x"));
+    assert_eq!(
+        tx.insert("items", Value::Object(sys)).unwrap_err().code(),
+        ErrorCode::ValidationError
+    );
+    // Queries cannot write.
+    let mut ro = db.begin(false).await.unwrap();
+    assert_eq!(
+        ro.insert("items", item("a", 1.0)).unwrap_err().code(),
+        ErrorCode::BadRequest
+    );
+}
+
+#[tokio::test]
+async fn document_size_limit_is_enforced() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = common::open(dir.path()).await;
+    let mut tx = db.begin(true).await.unwrap();
+    let big = Value::Array(
+        (0..8000)
+            .map(|_| Value::from("x".repeat(200).as_str()))
+            .collect(),
+    );
+    let doc = Value::object([
+        ("group".to_owned(), Value::from("a")),
+        ("n".to_owned(), Value::Float64(1.0)),
+        ("tags".to_owned(), big),
+    ]);
+    let err = tx.insert("items", doc).unwrap_err();
+    assert_eq!(err.code(), ErrorCode::LimitExceeded, "{err}");
+}
+
+#[tokio::test]
+async fn index_ranges_order_and_bounds() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = common::open(dir.path()).await;
+    let mut tx = db.begin(true).await.unwrap();
+    for n in [5.0, 1.0, 3.0, 2.0, 4.0] {
+        tx.insert("items", item("g", n)).unwrap();
+    }
+    tx.insert("items", item("h", 0.0)).unwrap();
+    db.commit(tx).await.unwrap();
+    assert_eq!(
+        scan_ns(&db, "g", Order::Asc).await,
+        vec![1.0, 2.0, 3.0, 4.0, 5.0]
+    );
+    assert_eq!(
+        scan_ns(&db, "g", Order::Desc).await,
+        vec![5.0, 4.0, 3.0, 2.0, 1.0]
+    );
+
+    let mut tx = db.begin(false).await.unwrap();
+    let table = Arc::clone(tx.schema().table("items").unwrap());
+    let index = table.index("by_group_n").unwrap().clone();
+    let cases: Vec<(IndexRange, Vec<f64>)> = vec![
+        (
+            IndexRange::all().eq("group", "g").gt("n", 2.0),
+            vec![3.0, 4.0, 5.0],
+        ),
+        (
+            IndexRange::all()
+                .eq("group", "g")
+                .gte("n", 2.0)
+                .lt("n", 4.0),
+            vec![2.0, 3.0],
+        ),
+        (
+            IndexRange::all().eq("group", "g").lte("n", 2.0),
+            vec![1.0, 2.0],
+        ),
+        (IndexRange::all().eq("group", "g").eq("n", 3.0), vec![3.0]),
+        (IndexRange::all(), vec![1.0, 2.0, 3.0, 4.0, 5.0, 0.0]),
+    ];
+    for (range, want) in cases {
+        let (r, b) = range.compile(&index).unwrap();
+        let got: Vec<f64> = tx
+            .scan(&table, &index, &r, b, Order::Asc, None, 100)
+            .await
+            .unwrap()
+            .rows
+            .iter()
+            .map(|(_, d)| d.field("n").and_then(Value::as_f64).unwrap())
+            .collect();
+        assert_eq!(got, want);
+    }
+    // Field order is enforced.
+    assert!(IndexRange::all().eq("n", 1.0).compile(&index).is_err());
+    assert!(IndexRange::all().gt("n", 1.0).compile(&index).is_err());
+}
+
+#[tokio::test]
+async fn scans_overlay_pending_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = common::open(dir.path()).await;
+    let mut tx = db.begin(true).await.unwrap();
+    let ids: Vec<_> = (1..=4)
+        .map(|n| tx.insert("items", item("g", f64::from(n))).unwrap())
+        .collect();
+    db.commit(tx).await.unwrap();
+
+    let mut tx = db.begin(true).await.unwrap();
+    tx.delete(ids[1]).await.unwrap(); // n = 2
+    let mut p = BTreeMap::new();
+    p.insert("n".to_owned(), Some(Value::Float64(10.0)));
+    tx.patch(ids[0], p).await.unwrap(); // 1 -> 10
+    tx.insert("items", item("g", 2.5)).unwrap();
+    let table = Arc::clone(tx.schema().table("items").unwrap());
+    let index = table.index("by_group_n").unwrap().clone();
+    let (r, b) = IndexRange::all().eq("group", "g").compile(&index).unwrap();
+    let got: Vec<f64> = tx
+        .scan(&table, &index, &r, b.clone(), Order::Asc, None, 100)
+        .await
+        .unwrap()
+        .rows
+        .iter()
+        .map(|(_, d)| d.field("n").and_then(Value::as_f64).unwrap())
+        .collect();
+    assert_eq!(got, vec![2.5, 3.0, 4.0, 10.0]);
+    // With a limit the overlay still gives the right prefix.
+    let limited = tx
+        .scan(&table, &index, &r, b, Order::Asc, None, 2)
+        .await
+        .unwrap();
+    assert_eq!(limited.rows.len(), 2);
+    assert!(!limited.exhausted);
+    assert_eq!(limited.rows[0].1.field("n"), Some(&Value::Float64(2.5)));
+}
+
+#[tokio::test]
+async fn cursors_resume_scans_and_are_bound_to_their_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = common::open(dir.path()).await;
+    let mut tx = db.begin(true).await.unwrap();
+    for n in 0..25 {
+        tx.insert("items", item("g", f64::from(n))).unwrap();
+    }
+    db.commit(tx).await.unwrap();
+    let mut tx = db.begin(false).await.unwrap();
+    let table = Arc::clone(tx.schema().table("items").unwrap());
+    let index = table.index("by_group_n").unwrap().clone();
+    let (r, b) = IndexRange::all().eq("group", "g").compile(&index).unwrap();
+    let mut after: Option<CursorPos> = None;
+    let mut seen = Vec::new();
+    loop {
+        let page = tx
+            .scan(
+                &table,
+                &index,
+                &r,
+                b.clone(),
+                Order::Desc,
+                after.as_ref(),
+                10,
+            )
+            .await
+            .unwrap();
+        seen.extend(
+            page.rows
+                .iter()
+                .map(|(_, d)| d.field("n").and_then(Value::as_f64).unwrap()),
+        );
+        if page.exhausted {
+            break;
+        }
+        let cursor = encode_cursor(
+            index.id,
+            &CursorPos::After(page.rows.last().unwrap().0.clone()),
+        );
+        after = Some(decode_cursor(index.id, &cursor).unwrap());
+    }
+    assert_eq!(seen, (0..25).rev().map(f64::from).collect::<Vec<_>>());
+    let cursor = encode_cursor(index.id, &CursorPos::End);
+    let other = table.index("by_creation_time").unwrap();
+    let err = decode_cursor(other.id, &cursor).unwrap_err();
+    assert_eq!(err.code(), ErrorCode::InvalidCursor);
+    assert!(decode_cursor(index.id, "not a cursor!").is_err());
+}
+
+#[tokio::test]
+async fn snapshots_are_isolated_from_later_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = common::open(dir.path()).await;
+    let mut tx = db.begin(true).await.unwrap();
+    let id = tx.insert("items", item("g", 1.0)).unwrap();
+    db.commit(tx).await.unwrap();
+    let mut reader = db.begin(false).await.unwrap();
+    let mut writer = db.begin(true).await.unwrap();
+    let mut p = BTreeMap::new();
+    p.insert("n".to_owned(), Some(Value::Float64(2.0)));
+    writer.patch(id, p).await.unwrap();
+    db.commit(writer).await.unwrap();
+    assert_eq!(
+        reader.get(id).await.unwrap().unwrap().field("n"),
+        Some(&Value::Float64(1.0))
+    );
+    let mut fresh = db.begin(false).await.unwrap();
+    assert_eq!(
+        fresh.get(id).await.unwrap().unwrap().field("n"),
+        Some(&Value::Float64(2.0))
+    );
+}
+
+#[tokio::test]
+async fn conflicting_commit_is_rejected_and_disjoint_commit_is_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = common::open(dir.path()).await;
+    let mut tx = db.begin(true).await.unwrap();
+    let a = tx.insert("items", item("a", 1.0)).unwrap();
+    let b = tx.insert("items", item("b", 1.0)).unwrap();
+    db.commit(tx).await.unwrap();
+
+    let mut t1 = db.begin(true).await.unwrap();
+    let mut t2 = db.begin(true).await.unwrap();
+    let mut t3 = db.begin(true).await.unwrap();
+    t1.get(a).await.unwrap();
+    t2.get(a).await.unwrap();
+    t3.get(b).await.unwrap();
+    let mut p = BTreeMap::new();
+    p.insert("n".to_owned(), Some(Value::Float64(2.0)));
+    t1.patch(a, p.clone()).await.unwrap();
+    t2.patch(a, p.clone()).await.unwrap();
+    t3.patch(b, p).await.unwrap();
+    db.commit(t1).await.unwrap();
+    let err = db.commit(t2).await.unwrap_err();
+    assert_eq!(err.code(), ErrorCode::WriteConflict);
+    db.commit(t3).await.unwrap();
+}
+
+#[tokio::test]
+async fn data_survives_reopen_and_indexes_are_rebuilt_when_added() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let db = common::open(dir.path()).await;
+        let mut tx = db.begin(true).await.unwrap();
+        tx.insert("items", item("g", 1.0)).unwrap();
+        tx.insert("items", item("g", 2.0)).unwrap();
+        db.commit(tx).await.unwrap();
+    }
+    // Give the committer task time to drop its handle on the store.
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let db = common::open(dir.path()).await;
+    assert_eq!(scan_ns(&db, "g", Order::Asc).await, vec![1.0, 2.0]);
+}
