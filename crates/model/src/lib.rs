@@ -1,0 +1,35 @@
+//! Connvo's domain: tables and functions, one module per domain.
+//!
+//! * [`testing`] — a small set of functions used by the protocol, end-to-end,
+//!   crash and benchmark tests (registered only when test functions are
+//!   enabled, `connvo serve --test-functions`).
+//!
+//! The binary builds the schema with [`schema`] and the registry with
+//! [`register`].
+
+use database::{Schema, TableDef};
+use errors::Result;
+use runtime::Registry;
+
+pub mod testing;
+
+/// Which function sets to register.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ModelOptions {
+    /// Register the `testing/*` functions.
+    pub test_functions: bool,
+}
+
+/// All tables: domain tables, test tables and the runtime's system tables.
+pub fn schema() -> Result<Schema> {
+    let mut tables: Vec<TableDef> = runtime::system_tables();
+    tables.extend(testing::tables());
+    Schema::builder().tables(tables).build()
+}
+
+/// Registers every function and cron.
+pub fn register(registry: &mut Registry, options: ModelOptions) {
+    if options.test_functions {
+        testing::register(registry);
+    }
+}
