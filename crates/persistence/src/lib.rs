@@ -99,7 +99,10 @@ pub struct KeyRange {
 impl KeyRange {
     /// The whole key space.
     pub fn all() -> Self {
-        Self { start: Vec::new(), end: None }
+        Self {
+            start: Vec::new(),
+            end: None,
+        }
     }
 
     /// Whether `key` lies in the range.

@@ -1,0 +1,151 @@
+//! Opening and configuring SQLite connections, plus the small conversions and
+//! error-context helpers every other module uses.
+
+use std::path::Path;
+use std::time::Duration;
+
+use errors::{Error, Result};
+use persistence::Timestamp;
+use rusqlite::{Connection, OpenFlags, Row};
+
+use crate::SqliteOptions;
+
+/// How long a connection waits on a SQLite lock before failing with
+/// `SQLITE_BUSY`. With the data-directory lock only this process writes, so
+/// waits only happen around WAL recovery and checkpoints.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Page cache of the writer connection, in KiB (negative `cache_size`).
+const WRITER_CACHE_KIB: i64 = 32 * 1024;
+
+/// Page cache of each read connection, in KiB.
+const READER_CACHE_KIB: i64 = 8 * 1024;
+
+/// The WAL file is truncated back to this size after a checkpoint.
+const JOURNAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
+
+/// Prepared statements each connection keeps (the backend uses about 15).
+const STATEMENT_CACHE: usize = 64;
+
+/// Adds context to rusqlite errors and turns them into [`errors::Error`].
+pub(crate) trait SqlContext<T> {
+    /// Maps the error to `INTERNAL_ERROR` with `what` describing the operation.
+    fn context(self, what: &str) -> Result<T>;
+}
+
+impl<T> SqlContext<T> for rusqlite::Result<T> {
+    fn context(self, what: &str) -> Result<T> {
+        self.map_err(|e| Error::internal(format!("sqlite: {what}: {e}")))
+    }
+}
+
+/// A timestamp as stored in SQLite (`INTEGER`, i.e. `i64`). Fails for
+/// timestamps of 2^63 and above, which this backend cannot store.
+pub(crate) fn ts_to_sql(ts: Timestamp) -> Result<i64> {
+    i64::try_from(ts.0).map_err(|_| {
+        Error::internal(format!(
+            "sqlite: timestamp {} does not fit in a SQLite integer (must be below 2^63)",
+            ts.0
+        ))
+    })
+}
+
+/// Reads a timestamp column (`i64` in SQLite), rejecting negative values.
+pub(crate) fn ts_from_row(row: &Row<'_>, idx: usize) -> rusqlite::Result<Timestamp> {
+    let value: i64 = row.get(idx)?;
+    u64::try_from(value)
+        .map(Timestamp)
+        .map_err(|_| rusqlite::Error::IntegralValueOutOfRange(idx, value))
+}
+
+/// A scan limit as a SQL `LIMIT` (saturating: `usize::MAX` means "all").
+pub(crate) fn limit_to_sql(limit: usize) -> i64 {
+    i64::try_from(limit).unwrap_or(i64::MAX)
+}
+
+/// Opens the single read-write connection, switches the database to WAL and
+/// applies the durability settings.
+pub(crate) fn open_writer(path: &Path, options: &SqliteOptions) -> Result<Connection> {
+    let conn = Connection::open_with_flags(path, OpenFlags::default())
+        .map_err(|e| Error::internal(format!("sqlite: cannot open {}: {e}", path.display())))?;
+    configure_common(&conn, WRITER_CACHE_KIB)?;
+    let mode: String = conn
+        .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
+        .context("set journal_mode=WAL")?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(Error::internal(format!(
+            "sqlite: {} cannot use WAL mode (journal_mode is {mode})",
+            path.display()
+        )));
+    }
+    let synchronous = if options.synchronous_full {
+        "FULL"
+    } else {
+        "NORMAL"
+    };
+    conn.pragma_update(None, "synchronous", synchronous)
+        .context("set synchronous")?;
+    conn.pragma_update(None, "journal_size_limit", JOURNAL_SIZE_LIMIT)
+        .context("set journal_size_limit")?;
+    Ok(conn)
+}
+
+/// Opens one read-only connection of the read pool.
+pub(crate) fn open_reader(path: &Path) -> Result<Connection> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        | OpenFlags::SQLITE_OPEN_URI;
+    let conn = Connection::open_with_flags(path, flags).map_err(|e| {
+        Error::internal(format!(
+            "sqlite: cannot open read connection to {}: {e}",
+            path.display()
+        ))
+    })?;
+    configure_common(&conn, READER_CACHE_KIB)?;
+    Ok(conn)
+}
+
+/// Settings shared by the writer and the readers.
+fn configure_common(conn: &Connection, cache_kib: i64) -> Result<()> {
+    conn.busy_timeout(BUSY_TIMEOUT)
+        .context("set busy_timeout")?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    conn.pragma_update(None, "foreign_keys", "OFF")
+        .context("set foreign_keys")?;
+    conn.pragma_update(None, "cache_size", -cache_kib)
+        .context("set cache_size")?;
+    conn.pragma_update(None, "temp_store", "MEMORY")
+        .context("set temp_store")?;
+    // Memory-mapped I/O stays off (SQLite's default): with WAL most reads hit
+    // the page cache anyway, and an I/O error on a mapped page is a SIGBUS
+    // instead of an error we can report.
+    conn.pragma_update(None, "mmap_size", 0)
+        .context("set mmap_size")?;
+    Ok(())
+}
+
+/// Ends the connection's open transaction, if any.
+pub(crate) fn rollback_if_open(conn: &Connection) -> Result<()> {
+    if conn.is_autocommit() {
+        return Ok(());
+    }
+    conn.prepare_cached("ROLLBACK")
+        .and_then(|mut s| s.execute([]))
+        .context("ROLLBACK")?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_convert_with_checks() {
+        assert_eq!(ts_to_sql(Timestamp(0)).unwrap(), 0);
+        assert_eq!(ts_to_sql(Timestamp(i64::MAX as u64)).unwrap(), i64::MAX);
+        let err = ts_to_sql(Timestamp(1 << 63)).unwrap_err();
+        assert!(err.message().contains("2^63"), "{err}");
+        assert_eq!(limit_to_sql(0), 0);
+        assert_eq!(limit_to_sql(usize::MAX), i64::MAX);
+    }
+}

@@ -1,0 +1,252 @@
+//! The single writer connection and write transactions.
+//!
+//! [`Writer`] is the only read-write connection; it lives behind a
+//! `tokio::sync::Mutex`, which is the global write lock. A write transaction
+//! owns the mutex guard (`lock_owned`, so the transaction is `Send` and
+//! `'static`) and runs `BEGIN IMMEDIATE` on it. Dropping the transaction
+//! without committing rolls it back and releases the lock.
+//!
+//! Statements inside the transaction (`write`, `clear_index`, …) run
+//! synchronously on the calling task: they only touch the page cache and take
+//! microseconds per row. `COMMIT` is different — with `synchronous=FULL` it
+//! fsyncs the WAL (and occasionally checkpoints) — so it runs on tokio's
+//! blocking pool; see [`SqliteWriteTxn::commit`].
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use errors::{Error, Result};
+use persistence::{CommitLogEntry, CommitRecord, IndexId, IndexMeta, Timestamp, WriteTxn};
+use rusqlite::{Connection, params};
+use tokio::sync::{Mutex, OwnedMutexGuard};
+
+use crate::conn::{SqlContext, rollback_if_open, ts_to_sql};
+use crate::lock::DirLock;
+use crate::read;
+
+const UPSERT_DOCUMENT: &str = "INSERT INTO documents (id, table_num, ts, json) \
+     VALUES (?1, ?2, ?3, ?4) \
+     ON CONFLICT (id) DO UPDATE SET \
+     table_num = excluded.table_num, ts = excluded.ts, json = excluded.json";
+const DELETE_DOCUMENT: &str = "DELETE FROM documents WHERE id = ?1";
+const PUT_ENTRY: &str = "INSERT OR REPLACE INTO index_entries (index_id, key, doc_id) \
+     VALUES (?1, ?2, ?3)";
+const DELETE_ENTRY: &str = "DELETE FROM index_entries WHERE index_id = ?1 AND key = ?2";
+const INSERT_LOG: &str = "INSERT INTO commit_log (ts, log) VALUES (?1, ?2)";
+const SET_MAX_TS: &str = "UPDATE globals SET value = ?1 WHERE name = 'max_ts'";
+const CLEAR_INDEX: &str = "DELETE FROM index_entries WHERE index_id = ?1";
+const PUT_INDEX_META: &str = "INSERT INTO index_meta (index_id, table_num, signature) \
+     VALUES (?1, ?2, ?3) \
+     ON CONFLICT (index_id) DO UPDATE SET \
+     table_num = excluded.table_num, signature = excluded.signature";
+const PRUNE_LOG: &str = "DELETE FROM commit_log WHERE ts < ?1";
+const PRUNE_LOG_ALL: &str = "DELETE FROM commit_log";
+
+/// The writer connection.
+pub(crate) struct Writer {
+    /// Declared before `_lock`: the connection closes first.
+    conn: Connection,
+    _lock: Arc<DirLock>,
+}
+
+impl Writer {
+    /// Wraps the (already migrated) writer connection.
+    pub(crate) fn new(conn: Connection, lock: Arc<DirLock>) -> Self {
+        Self { conn, _lock: lock }
+    }
+}
+
+/// Deletes commit-log entries with `ts < before`, as its own (durable)
+/// transaction on the writer. Blocking: call it on the blocking pool.
+pub(crate) fn prune_commit_log(writer: &Writer, before: Timestamp) -> Result<u64> {
+    let conn = &writer.conn;
+    rollback_if_open(conn)?;
+    let deleted = match i64::try_from(before.0) {
+        Ok(before) => conn
+            .prepare_cached(PRUNE_LOG)
+            .and_then(|mut s| s.execute(params![before]))
+            .context("prune commit log")?,
+        // Every stored timestamp is below 2^63.
+        Err(_) => conn
+            .prepare_cached(PRUNE_LOG_ALL)
+            .and_then(|mut s| s.execute([]))
+            .context("prune commit log")?,
+    };
+    u64::try_from(deleted).map_err(|_| Error::internal("sqlite: deleted row count overflows"))
+}
+
+/// An open `BEGIN IMMEDIATE` transaction on the writer connection.
+pub(crate) struct SqliteWriteTxn {
+    /// The write lock; `None` once committed.
+    writer: Option<OwnedMutexGuard<Writer>>,
+    /// The newest timestamp seen or written in this transaction (read lazily).
+    latest: Option<Timestamp>,
+}
+
+impl SqliteWriteTxn {
+    /// Takes the write lock (waiting for the current transaction to end) and
+    /// begins an immediate transaction.
+    pub(crate) async fn begin(writer: &Arc<Mutex<Writer>>) -> Result<Self> {
+        let guard = Arc::clone(writer).lock_owned().await;
+        // A previous transaction whose rollback failed may have left one open.
+        rollback_if_open(&guard.conn)?;
+        guard
+            .conn
+            .prepare_cached("BEGIN IMMEDIATE")
+            .and_then(|mut s| s.execute([]))
+            .context("BEGIN IMMEDIATE")?;
+        Ok(Self {
+            writer: Some(guard),
+            latest: None,
+        })
+    }
+
+    fn conn(&self) -> Result<&Connection> {
+        self.writer
+            .as_ref()
+            .map(|w| &w.conn)
+            .ok_or_else(|| Error::internal("sqlite: write transaction already finished"))
+    }
+
+    fn current_latest(&mut self) -> Result<Timestamp> {
+        if let Some(ts) = self.latest {
+            return Ok(ts);
+        }
+        let ts = read::max_ts(self.conn()?)?;
+        self.latest = Some(ts);
+        Ok(ts)
+    }
+}
+
+/// Applies one record's rows. On error the transaction is left partially
+/// written; the caller drops it (rolls back).
+fn apply(conn: &Connection, record: &CommitRecord) -> Result<()> {
+    let ts = ts_to_sql(record.ts)?;
+    if !record.documents.is_empty() {
+        let mut upsert = conn
+            .prepare_cached(UPSERT_DOCUMENT)
+            .context("prepare upsert")?;
+        let mut delete = conn
+            .prepare_cached(DELETE_DOCUMENT)
+            .context("prepare delete")?;
+        for doc in &record.documents {
+            match &doc.json {
+                Some(json) => upsert.execute(params![doc.id, doc.table.0, ts, json]),
+                None => delete.execute(params![doc.id]),
+            }
+            .context("write document")?;
+        }
+    }
+    if !record.index_writes.is_empty() {
+        let mut put = conn
+            .prepare_cached(PUT_ENTRY)
+            .context("prepare index put")?;
+        let mut delete = conn
+            .prepare_cached(DELETE_ENTRY)
+            .context("prepare index delete")?;
+        for write in &record.index_writes {
+            match &write.doc_id {
+                Some(doc_id) => put.execute(params![write.index.0, write.key, doc_id]),
+                None => delete.execute(params![write.index.0, write.key]),
+            }
+            .context("write index entry")?;
+        }
+    }
+    conn.prepare_cached(INSERT_LOG)
+        .and_then(|mut s| s.execute(params![ts, record.log]))
+        .context("insert commit log entry")?;
+    conn.prepare_cached(SET_MAX_TS)
+        .and_then(|mut s| s.execute(params![ts]))
+        .context("update max_ts")?;
+    Ok(())
+}
+
+/// Runs `COMMIT` and releases the write lock (by dropping `writer`). On
+/// failure the transaction is rolled back if SQLite left it open.
+fn commit_blocking(writer: OwnedMutexGuard<Writer>) -> Result<()> {
+    let conn = &writer.conn;
+    let result = conn
+        .prepare_cached("COMMIT")
+        .and_then(|mut s| s.execute([]))
+        .map(drop)
+        .context("COMMIT");
+    if result.is_err()
+        && let Err(e) = rollback_if_open(conn)
+    {
+        tracing::error!(error = %e, "sqlite: rollback after a failed COMMIT failed");
+    }
+    result
+}
+
+#[async_trait]
+impl WriteTxn for SqliteWriteTxn {
+    async fn latest_ts(&mut self) -> Result<Timestamp> {
+        self.current_latest()
+    }
+
+    async fn commits_after(&mut self, after: Timestamp) -> Result<Vec<CommitLogEntry>> {
+        read::commits_after(self.conn()?, after, usize::MAX)
+    }
+
+    async fn write(&mut self, record: &CommitRecord) -> Result<()> {
+        let latest = self.current_latest()?;
+        if record.ts <= latest {
+            return Err(Error::internal(format!(
+                "sqlite: commit timestamp {} does not exceed the latest timestamp {}",
+                record.ts.0, latest.0
+            )));
+        }
+        apply(self.conn()?, record)?;
+        self.latest = Some(record.ts);
+        Ok(())
+    }
+
+    async fn clear_index(&mut self, index: IndexId) -> Result<()> {
+        self.conn()?
+            .prepare_cached(CLEAR_INDEX)
+            .and_then(|mut s| s.execute(params![index.0]))
+            .context("clear index")?;
+        Ok(())
+    }
+
+    async fn put_index_meta(&mut self, meta: &IndexMeta) -> Result<()> {
+        self.conn()?
+            .prepare_cached(PUT_INDEX_META)
+            .and_then(|mut s| s.execute(params![meta.index.0, meta.table.0, meta.signature]))
+            .context("put index metadata")?;
+        Ok(())
+    }
+
+    /// Commits on tokio's blocking pool (`spawn_blocking`), not with
+    /// `block_in_place`:
+    /// * `block_in_place` panics on a current-thread runtime, which is what
+    ///   `#[tokio::test]` and small embeddings use; `spawn_blocking` works on
+    ///   every runtime flavour.
+    /// * The hop costs tens of microseconds against a COMMIT that fsyncs
+    ///   (milliseconds), and a group commit pays it once per group.
+    /// * The lock guard moves into the blocking task, so if the caller's
+    ///   future is dropped mid-commit the COMMIT still finishes and only then
+    ///   releases the write lock: the outcome is unknown to that caller, but
+    ///   the next writer never sees a half-finished transaction.
+    async fn commit(mut self: Box<Self>) -> Result<()> {
+        let writer = self
+            .writer
+            .take()
+            .ok_or_else(|| Error::internal("sqlite: write transaction already finished"))?;
+        tokio::task::spawn_blocking(move || commit_blocking(writer))
+            .await
+            .map_err(|e| Error::internal(format!("sqlite: commit task failed: {e}")))?
+    }
+}
+
+impl Drop for SqliteWriteTxn {
+    fn drop(&mut self) {
+        // Not committed: roll back. ROLLBACK in WAL mode discards pages from
+        // the cache without any fsync, so doing it inline is cheap.
+        if let Some(writer) = self.writer.take()
+            && let Err(e) = rollback_if_open(&writer.conn)
+        {
+            tracing::error!(error = %e, "sqlite: rollback of a dropped write transaction failed");
+        }
+    }
+}

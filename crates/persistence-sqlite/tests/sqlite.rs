@@ -1,0 +1,292 @@
+//! SQLite-specific behaviour: durability across reopen, the data-directory
+//! lock, the read pool bound, schema versioning and file layout.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use persistence::{
+    CommitRecord, DocumentWrite, IndexId, IndexMeta, IndexWrite, KeyRange, Order, Persistence,
+    StoredDocument, TableNumber, Timestamp,
+};
+use persistence_sqlite::{DB_FILE_NAME, LOCK_FILE_NAME, SqliteOptions, SqlitePersistence};
+
+const T: TableNumber = TableNumber(7);
+const IDX: IndexId = IndexId(3);
+
+fn open(dir: &std::path::Path) -> Arc<SqlitePersistence> {
+    SqlitePersistence::open(dir, SqliteOptions::default()).expect("open")
+}
+
+fn record(ts: u64, id: &[u8], json: &str, key: &[u8]) -> CommitRecord {
+    CommitRecord {
+        ts: Timestamp(ts),
+        documents: vec![DocumentWrite {
+            id: id.to_vec(),
+            table: T,
+            json: Some(json.to_owned()),
+        }],
+        index_writes: vec![IndexWrite {
+            index: IDX,
+            key: key.to_vec(),
+            doc_id: Some(id.to_vec()),
+        }],
+        log: format!("log-{ts}").into_bytes(),
+    }
+}
+
+async fn commit(p: &SqlitePersistence, records: &[CommitRecord]) {
+    let mut txn = p.begin_write().await.expect("begin_write");
+    for r in records {
+        txn.write(r).await.expect("write");
+    }
+    txn.commit().await.expect("commit");
+}
+
+#[tokio::test]
+async fn committed_data_survives_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let p = open(dir.path());
+        commit(
+            &p,
+            &[
+                record(10, b"a", r#"{"v":"a"}"#, b"ka"),
+                record(11, b"b", "{}", b"kb"),
+            ],
+        )
+        .await;
+        let mut txn = p.begin_write().await.unwrap();
+        txn.put_index_meta(&IndexMeta {
+            index: IDX,
+            table: T,
+            signature: "sig".into(),
+        })
+        .await
+        .unwrap();
+        txn.commit().await.unwrap();
+        // An uncommitted transaction at "shutdown" leaves nothing behind.
+        let mut txn = p.begin_write().await.unwrap();
+        txn.write(&record(12, b"c", "{}", b"kc")).await.unwrap();
+        drop(txn);
+    }
+    assert!(dir.path().join(DB_FILE_NAME).is_file());
+    assert!(dir.path().join(LOCK_FILE_NAME).is_file());
+    // A clean shutdown checkpoints the WAL into the database file.
+    assert!(!dir.path().join(format!("{DB_FILE_NAME}-wal")).exists());
+
+    let p = open(dir.path());
+    assert_eq!(p.latest_ts().await.unwrap(), Timestamp(11));
+    let s = p.snapshot().await.unwrap();
+    assert_eq!(s.ts(), Timestamp(11));
+    assert_eq!(
+        s.get(b"a").await.unwrap(),
+        Some(StoredDocument {
+            id: b"a".to_vec(),
+            table: T,
+            ts: Timestamp(10),
+            json: r#"{"v":"a"}"#.into()
+        })
+    );
+    assert_eq!(s.get(b"c").await.unwrap(), None);
+    let keys: Vec<Vec<u8>> = s
+        .index_scan(IDX, &KeyRange::all(), Order::Asc, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.key)
+        .collect();
+    assert_eq!(keys, vec![b"ka".to_vec(), b"kb".to_vec()]);
+    drop(s);
+    let log = p.commits_after(Timestamp::ZERO, 10).await.unwrap();
+    assert_eq!(log.iter().map(|e| e.ts.0).collect::<Vec<_>>(), vec![10, 11]);
+    assert_eq!(log[1].log, b"log-11".to_vec());
+    assert_eq!(
+        p.index_metadata().await.unwrap(),
+        vec![IndexMeta {
+            index: IDX,
+            table: T,
+            signature: "sig".into()
+        }]
+    );
+
+    // Timestamps keep increasing across the restart.
+    let mut txn = p.begin_write().await.unwrap();
+    assert!(txn.write(&record(11, b"x", "{}", b"kx")).await.is_err());
+    drop(txn);
+    commit(&p, &[record(12, b"c", "{}", b"kc")]).await;
+    drop(p);
+    let p = open(dir.path());
+    assert_eq!(p.latest_ts().await.unwrap(), Timestamp(12));
+}
+
+#[tokio::test]
+async fn synchronous_normal_also_persists_on_clean_shutdown() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = SqliteOptions {
+        synchronous_full: false,
+        ..SqliteOptions::default()
+    };
+    let p = SqlitePersistence::open(dir.path(), options.clone()).unwrap();
+    assert_eq!(p.options(), &options);
+    commit(&p, &[record(1, b"a", "{}", b"k")]).await;
+    drop(p);
+    let p = open(dir.path());
+    assert_eq!(p.latest_ts().await.unwrap(), Timestamp(1));
+}
+
+#[tokio::test]
+async fn data_dir_lock_excludes_a_second_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = open(dir.path());
+    let err = SqlitePersistence::open(dir.path(), SqliteOptions::default()).unwrap_err();
+    let lock_path = dir.path().join(LOCK_FILE_NAME);
+    assert!(
+        err.message().contains(&lock_path.display().to_string()),
+        "{err}"
+    );
+    assert!(err.message().contains("already in use"), "{err}");
+
+    // Snapshots and write transactions keep the directory locked after the
+    // store handle itself is gone, and keep working.
+    commit(&first, &[record(1, b"a", "{}", b"k")]).await;
+    let snapshot = first.snapshot().await.unwrap();
+    let mut txn = first.begin_write().await.unwrap();
+    drop(first);
+    assert!(SqlitePersistence::open(dir.path(), SqliteOptions::default()).is_err());
+    assert!(snapshot.get(b"a").await.unwrap().is_some());
+    txn.write(&record(2, b"b", "{}", b"k2")).await.unwrap();
+    txn.commit().await.unwrap();
+    assert!(SqlitePersistence::open(dir.path(), SqliteOptions::default()).is_err());
+    drop(snapshot);
+
+    let second = open(dir.path());
+    assert_eq!(second.latest_ts().await.unwrap(), Timestamp(2));
+}
+
+#[tokio::test]
+async fn open_creates_missing_directories() {
+    let dir = tempfile::tempdir().unwrap();
+    let nested = dir.path().join("a").join("b");
+    let p = open(&nested);
+    assert_eq!(p.db_path(), nested.join(DB_FILE_NAME));
+    assert_eq!(p.kind(), "sqlite");
+    assert!(format!("{p:?}").contains(DB_FILE_NAME));
+}
+
+#[tokio::test]
+async fn zero_read_pool_is_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = SqlitePersistence::open(
+        dir.path(),
+        SqliteOptions {
+            read_pool_size: 0,
+            ..Default::default()
+        },
+    )
+    .unwrap_err();
+    assert!(err.message().contains("read_pool_size"), "{err}");
+}
+
+#[tokio::test]
+async fn exhausted_read_pool_waits_for_a_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = SqlitePersistence::open(
+        dir.path(),
+        SqliteOptions {
+            read_pool_size: 1,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let held = p.snapshot().await.unwrap();
+    let waiter = {
+        let p = Arc::clone(&p);
+        tokio::spawn(async move { p.snapshot().await.unwrap().ts() })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        !waiter.is_finished(),
+        "the second snapshot must wait for the only connection"
+    );
+    // Writes are not blocked by readers.
+    commit(&p, &[record(5, b"a", "{}", b"k")]).await;
+    assert_eq!(held.ts(), Timestamp::ZERO);
+    drop(held);
+    let ts = tokio::time::timeout(Duration::from_secs(10), waiter)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        ts,
+        Timestamp(5),
+        "the returned connection starts a fresh read transaction"
+    );
+}
+
+#[tokio::test]
+async fn database_is_in_wal_mode_with_versioned_schema() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = open(dir.path());
+    commit(&p, &[record(1, b"a", "{}", b"k")]).await;
+    let conn = rusqlite::Connection::open(p.db_path()).unwrap();
+    let mode: String = conn
+        .pragma_query_value(None, "journal_mode", |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "wal");
+    let version: i64 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, 1);
+    let max_ts: i64 = conn
+        .query_row("SELECT value FROM globals WHERE name = 'max_ts'", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(max_ts, 1);
+}
+
+#[tokio::test]
+async fn newer_schema_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(open(dir.path()));
+    let conn = rusqlite::Connection::open(dir.path().join(DB_FILE_NAME)).unwrap();
+    conn.pragma_update(None, "user_version", 99).unwrap();
+    drop(conn);
+    let err = SqlitePersistence::open(dir.path(), SqliteOptions::default()).unwrap_err();
+    assert!(err.message().contains("newer"), "{err}");
+}
+
+#[tokio::test]
+async fn foreign_database_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let conn = rusqlite::Connection::open(dir.path().join(DB_FILE_NAME)).unwrap();
+    conn.execute_batch("CREATE TABLE other (x); PRAGMA user_version = 3;")
+        .unwrap();
+    drop(conn);
+    let err = SqlitePersistence::open(dir.path(), SqliteOptions::default()).unwrap_err();
+    assert!(err.message().contains("not a Connvo database"), "{err}");
+}
+
+#[tokio::test]
+async fn timestamps_from_2_pow_63_are_errors_not_panics() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = open(dir.path());
+    let mut txn = p.begin_write().await.unwrap();
+    let err = txn
+        .write(&record(1 << 63, b"a", "{}", b"k"))
+        .await
+        .unwrap_err();
+    assert!(err.message().contains("2^63"), "{err}");
+    drop(txn);
+    assert_eq!(p.latest_ts().await.unwrap(), Timestamp::ZERO);
+    // The largest storable timestamp works, and queries past it are empty.
+    commit(&p, &[record(i64::MAX as u64, b"a", "{}", b"k")]).await;
+    assert_eq!(p.latest_ts().await.unwrap(), Timestamp(i64::MAX as u64));
+    assert!(
+        p.commits_after(Timestamp(u64::MAX), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(p.prune_commit_log(Timestamp(u64::MAX)).await.unwrap(), 1);
+}
