@@ -1,0 +1,165 @@
+//! Connvo's transport layer: the only crate that knows HTTP and WebSockets.
+//!
+//! * [`http`] — the Convex HTTP API (`/api/query|mutation|action`,
+//!   `/api/run/{path}`, `/api/query_batch`), health and metrics;
+//! * [`sync`] — the WebSocket sync protocol, one worker per socket;
+//! * [`live`] — live queries shared by every socket that subscribes to the
+//!   same (function, arguments, identity, journal);
+//! * [`calls`] — argument parsing and error mapping shared by both
+//!   transports (errors are mapped to the wire exactly once, here).
+//!
+//! [`router`] builds the axum router from an [`AppState`]; [`serve`] runs it
+//! with graceful shutdown.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::{any, get, post};
+use metrics_exporter_prometheus::PrometheusHandle;
+use runtime::Runtime;
+use tokio::sync::{Semaphore, watch};
+
+pub mod calls;
+pub mod http;
+pub mod live;
+pub mod sync;
+
+/// Transport limits and options.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Largest WebSocket message or frame, in bytes (1 MiB).
+    pub max_ws_message_bytes: usize,
+    /// Largest HTTP request body, in bytes.
+    pub max_http_body_bytes: usize,
+    /// Most WebSocket connections at once.
+    pub max_connections: usize,
+    /// Allowed `Origin`s for WebSocket upgrades and CORS (empty: any).
+    pub allowed_origins: Vec<String>,
+    /// Per-connection outgoing buffer: most transitions queued unsent.
+    pub max_queued_transitions: usize,
+    /// Send an application `Ping` after this long without output.
+    pub ping_interval: Duration,
+    /// Close a socket that sent nothing for this long.
+    pub client_timeout: Duration,
+    /// Transitions larger than this are split into `TransitionChunk`s.
+    pub transition_chunk_bytes: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            max_ws_message_bytes: 1 << 20,
+            max_http_body_bytes: 16 << 20,
+            max_connections: 20_000,
+            allowed_origins: Vec::new(),
+            max_queued_transitions: 2,
+            ping_interval: Duration::from_secs(15),
+            client_timeout: Duration::from_secs(120),
+            transition_chunk_bytes: 5_000_000,
+        }
+    }
+}
+
+/// Where identities come from.
+#[derive(Clone)]
+pub struct AuthConfig {
+    /// Verifies bearer tokens (providers and/or dev keys); `None` accepts no token.
+    pub verifier: Option<auth::Verifier>,
+}
+
+impl std::fmt::Debug for AuthConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthConfig")
+            .field("enabled", &self.verifier.is_some())
+            .finish()
+    }
+}
+
+/// Everything a request handler needs.
+#[derive(Clone)]
+pub struct AppState {
+    /// The function runtime.
+    pub runtime: Runtime,
+    /// Auth.
+    pub auth: AuthConfig,
+    /// Limits.
+    pub config: Arc<ServerConfig>,
+    /// Live queries shared across sockets.
+    pub live: Arc<live::LiveQueries>,
+    /// Prometheus renderer for `/metrics`.
+    pub metrics: Option<PrometheusHandle>,
+    /// Connection slots.
+    pub connections: Arc<Semaphore>,
+    /// Becomes `true` when the server is shutting down.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState").finish_non_exhaustive()
+    }
+}
+
+impl AppState {
+    /// Builds the state.
+    pub fn new(
+        runtime: Runtime,
+        auth: AuthConfig,
+        config: ServerConfig,
+        metrics: Option<PrometheusHandle>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Self {
+        let live = live::LiveQueries::new(runtime.clone());
+        Self {
+            connections: Arc::new(Semaphore::new(config.max_connections)),
+            runtime,
+            auth,
+            config: Arc::new(config),
+            live,
+            metrics,
+            shutdown,
+        }
+    }
+}
+
+/// The router: HTTP API, WebSocket sync, health and metrics.
+pub fn router(state: AppState) -> Router {
+    let body_limit = state.config.max_http_body_bytes;
+    Router::new()
+        .route("/", get(http::root))
+        .route("/health", get(http::health))
+        .route("/metrics", get(http::metrics))
+        .route("/api/query", post(http::query).get(http::query_get))
+        .route("/api/mutation", post(http::mutation))
+        .route("/api/action", post(http::action))
+        .route("/api/query_batch", post(http::query_batch))
+        .route("/api/query_ts", post(http::query_ts))
+        .route("/api/run/{*path}", post(http::run))
+        .route("/api/sync", any(sync::upgrade))
+        .route("/api/{version}/sync", any(sync::upgrade))
+        .fallback(http::not_found)
+        .layer(axum::extract::DefaultBodyLimit::max(body_limit))
+        .layer(http::cors_layer(&state.config.allowed_origins))
+        .with_state(state)
+}
+
+/// Serves until `shutdown` flips to `true`, then closes sockets with a
+/// reason clients reconnect after, and drains requests.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    mut shutdown: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    // Clients given a deployment URL with a trailing slash request
+    // `//api/...`; normalise before routing.
+    let app = tower::ServiceBuilder::new()
+        .map_request(http::normalize_double_slash)
+        .service(router(state));
+    let app = axum::ServiceExt::<axum::extract::Request>::into_make_service(app);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            let _ = shutdown.wait_for(|s| *s).await;
+        })
+        .await
+}

@@ -1,0 +1,313 @@
+//! Live queries shared across sockets.
+//!
+//! Every subscription is keyed by (function path, arguments, identity,
+//! initial pagination journal). All sockets with the same key share one
+//! [`SharedQuery`]: one execution per invalidation, whatever the number of
+//! subscribers. A watcher task per shared query waits for its current
+//! result's read set to be invalidated, re-runs the query at a fresh
+//! snapshot, stores the new result and wakes every attached socket. Sockets
+//! then assemble a Transition at one timestamp at which all their results are
+//! valid (see `sync`).
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Weak};
+
+use auth::Identity;
+use database::Subscription;
+use errors::Error;
+use parking_lot::Mutex;
+use persistence::Timestamp;
+use runtime::{FunctionSpec, Runtime};
+use tokio::sync::Notify;
+use values::Value;
+
+/// The identity of a live query.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct QueryKey {
+    /// Canonical function path.
+    pub path: String,
+    /// Arguments as canonical (sorted-key) Convex JSON.
+    pub args: String,
+    /// The identity fields functions can see (empty for anonymous).
+    pub identity: String,
+    /// The pagination journal the subscription started with.
+    pub journal: Option<String>,
+}
+
+/// The part of an identity that functions observe, as a stable key.
+pub fn identity_key(identity: Option<&Identity>) -> String {
+    match identity {
+        None => String::new(),
+        Some(i) => serde_json::json!([
+            i.token_identifier,
+            i.email,
+            i.name,
+            i.org_id,
+            i.role,
+            i.permissions
+        ])
+        .to_string(),
+    }
+}
+
+/// One execution's result, valid from `ts` until its subscription is invalidated.
+#[derive(Debug)]
+pub struct QueryResult {
+    /// The value as Convex-encoded JSON, or the error.
+    pub outcome: Result<serde_json::Value, Error>,
+    /// Log lines.
+    pub log_lines: Vec<String>,
+    /// The pagination journal to send to the client.
+    pub journal: Option<String>,
+    /// The snapshot timestamp the query ran at.
+    pub ts: Timestamp,
+    /// A hash of the outcome and log lines (unchanged results are not re-sent).
+    pub hash: u64,
+    subscription: Subscription,
+}
+
+impl QueryResult {
+    /// Whether this result is the query's value at `ts` (the caller has made
+    /// sure every commit up to `ts` was processed).
+    pub fn valid_at(&self, ts: Timestamp) -> bool {
+        self.subscription.valid_at(ts)
+    }
+
+    /// Whether a later commit has invalidated it.
+    pub fn is_invalidated(&self) -> bool {
+        self.subscription.invalidated_at().is_some()
+    }
+}
+
+/// A query shared by every socket subscribed to its key.
+pub struct SharedQuery {
+    key: QueryKey,
+    spec: Arc<FunctionSpec>,
+    args: Value,
+    identity: Option<Arc<Identity>>,
+    journal: Mutex<Option<String>>,
+    current: Mutex<Option<Arc<QueryResult>>>,
+    exec: tokio::sync::Mutex<()>,
+    watchers: Mutex<Vec<Weak<Notify>>>,
+    closed: Arc<Notify>,
+    runtime: Runtime,
+}
+
+impl std::fmt::Debug for SharedQuery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedQuery")
+            .field("key", &self.key)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for SharedQuery {
+    fn drop(&mut self) {
+        self.closed.notify_one();
+    }
+}
+
+fn hash_outcome(
+    outcome: &Result<serde_json::Value, Error>,
+    log_lines: &[String],
+    journal: &Option<String>,
+) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    match outcome {
+        Ok(v) => {
+            0u8.hash(&mut h);
+            v.to_string().hash(&mut h);
+        }
+        Err(e) => {
+            1u8.hash(&mut h);
+            e.code().as_str().hash(&mut h);
+            e.message().hash(&mut h);
+            e.error_data().map(|d| d.to_string()).hash(&mut h);
+        }
+    }
+    log_lines.hash(&mut h);
+    journal.hash(&mut h);
+    h.finish()
+}
+
+impl SharedQuery {
+    /// The key.
+    pub fn key(&self) -> &QueryKey {
+        &self.key
+    }
+
+    /// The newest result, if the query has run.
+    pub fn current(&self) -> Option<Arc<QueryResult>> {
+        self.current.lock().clone()
+    }
+
+    /// Wakes `notify` whenever a new result is stored.
+    pub fn attach(&self, notify: &Arc<Notify>) {
+        let mut w = self.watchers.lock();
+        w.retain(|x| x.strong_count() > 0);
+        w.push(Arc::downgrade(notify));
+    }
+
+    /// Runs the query privately at `snapshot` (not stored as the shared
+    /// result): used when a socket must report results at exactly that
+    /// snapshot and the shared result is stale there.
+    pub async fn run_at(&self, snapshot: Arc<dyn persistence::Snapshot>) -> Arc<QueryResult> {
+        let journal = self.journal.lock().clone();
+        let out = self
+            .runtime
+            .run_query(
+                &self.spec,
+                self.args.clone(),
+                self.identity.clone(),
+                Some(snapshot),
+                journal,
+            )
+            .await;
+        Arc::new(self.make_result(out))
+    }
+
+    fn make_result(&self, out: runtime::QueryOutcome) -> QueryResult {
+        let subscription = self
+            .runtime
+            .database()
+            .subscriptions()
+            .subscribe(out.read_set, out.ts);
+        let outcome = out.result.map(|v| v.to_json());
+        let hash = hash_outcome(&outcome, &out.log_lines, &out.journal);
+        QueryResult {
+            outcome,
+            log_lines: out.log_lines,
+            journal: out.journal,
+            ts: out.ts,
+            hash,
+            subscription,
+        }
+    }
+
+    /// Returns a result that has not been invalidated, running the query if needed.
+    /// Concurrent callers share one execution.
+    pub async fn refresh(&self) -> Arc<QueryResult> {
+        if let Some(cur) = self.current() {
+            if !cur.is_invalidated() {
+                return cur;
+            }
+        }
+        let _exec = self.exec.lock().await;
+        if let Some(cur) = self.current() {
+            if !cur.is_invalidated() {
+                return cur;
+            }
+        }
+        let journal = self.journal.lock().clone();
+        let out = self
+            .runtime
+            .run_query(
+                &self.spec,
+                self.args.clone(),
+                self.identity.clone(),
+                None,
+                journal,
+            )
+            .await;
+        if out.journal.is_some() {
+            *self.journal.lock() = out.journal.clone();
+        }
+        let result = Arc::new(self.make_result(out));
+        *self.current.lock() = Some(Arc::clone(&result));
+        metrics::counter!("connvo_query_executions_total").increment(1);
+        for w in self.watchers.lock().iter() {
+            if let Some(n) = w.upgrade() {
+                n.notify_one();
+            }
+        }
+        result
+    }
+}
+
+/// The table of shared live queries.
+pub struct LiveQueries {
+    runtime: Runtime,
+    map: Mutex<HashMap<QueryKey, Weak<SharedQuery>>>,
+}
+
+impl std::fmt::Debug for LiveQueries {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LiveQueries")
+            .field("queries", &self.map.lock().len())
+            .finish()
+    }
+}
+
+impl LiveQueries {
+    /// An empty table.
+    pub fn new(runtime: Runtime) -> Arc<Self> {
+        Arc::new(Self {
+            runtime,
+            map: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Number of distinct live queries.
+    pub fn len(&self) -> usize {
+        self.map
+            .lock()
+            .values()
+            .filter(|w| w.strong_count() > 0)
+            .count()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The shared query for `key`, created (with its watcher task) if needed.
+    pub fn get_or_create(
+        &self,
+        key: QueryKey,
+        spec: Arc<FunctionSpec>,
+        args: Value,
+        identity: Option<Arc<Identity>>,
+    ) -> Arc<SharedQuery> {
+        let mut map = self.map.lock();
+        if let Some(existing) = map.get(&key).and_then(Weak::upgrade) {
+            return existing;
+        }
+        if map.len() > 1024 && map.len().is_power_of_two() {
+            map.retain(|_, w| w.strong_count() > 0);
+        }
+        let closed = Arc::new(Notify::new());
+        let query = Arc::new(SharedQuery {
+            journal: Mutex::new(key.journal.clone()),
+            key: key.clone(),
+            spec,
+            args,
+            identity,
+            current: Mutex::new(None),
+            exec: tokio::sync::Mutex::new(()),
+            watchers: Mutex::new(Vec::new()),
+            closed: Arc::clone(&closed),
+            runtime: self.runtime.clone(),
+        });
+        map.insert(key, Arc::downgrade(&query));
+        metrics::gauge!("connvo_live_queries").set(map.len() as f64);
+        tokio::spawn(watch(Arc::downgrade(&query), closed));
+        query
+    }
+}
+
+/// Re-runs a shared query each time its result is invalidated, until every
+/// socket has let go of it.
+async fn watch(query: Weak<SharedQuery>, closed: Arc<Notify>) {
+    loop {
+        let result = match query.upgrade() {
+            Some(q) => q.refresh().await,
+            None => return,
+        };
+        tokio::select! {
+            _ = result.subscription.wait_invalidated() => {}
+            _ = closed.notified() => return,
+        }
+    }
+}
