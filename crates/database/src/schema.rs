@@ -300,13 +300,10 @@ impl SchemaBuilder {
                         def.name
                     )));
                 }
-                if let IndexKind::Database { fields } = &kind {
-                    if fields.is_empty() {
-                        return Err(Error::internal(format!(
-                            "index {}.{name} has no fields",
-                            def.name
-                        )));
-                    }
+                if let IndexKind::Database { fields } = &kind
+                    && fields.is_empty()
+                {
+                    return Err(Error::internal(format!("index {}.{name} has no fields", def.name)));
                 }
                 indexes.push(IndexDef {
                     id: ids::index_id(&def.name, &name),

@@ -258,14 +258,13 @@ impl SubscriptionManager {
                 .flatten()
                 .chain(subs.wide.iter());
             for id in candidates {
-                if let Some(entry) = inner.entries.get(id) {
-                    if entry.ts < ts
-                        && entry.read_set.intervals().iter().any(|r: &ReadInterval| {
-                            r.index == key.index && r.range.contains(&key.key)
-                        })
-                    {
-                        hits.push(*id);
-                    }
+                if let Some(entry) = inner.entries.get(id)
+                    && entry.ts < ts
+                    && entry.read_set.intervals().iter().any(|r: &ReadInterval| {
+                        r.index == key.index && r.range.contains(&key.key)
+                    })
+                {
+                    hits.push(*id);
                 }
             }
         }

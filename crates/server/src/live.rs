@@ -188,17 +188,15 @@ impl SharedQuery {
     /// Returns a result that has not been invalidated, running the query if needed.
     /// Concurrent callers share one execution.
     pub async fn refresh(&self) -> Arc<QueryResult> {
-        if let Some(cur) = self.current() {
-            if !cur.is_invalidated() {
+        if let Some(cur) = self.current()
+            && !cur.is_invalidated() {
                 return cur;
             }
-        }
         let _exec = self.exec.lock().await;
-        if let Some(cur) = self.current() {
-            if !cur.is_invalidated() {
+        if let Some(cur) = self.current()
+            && !cur.is_invalidated() {
                 return cur;
             }
-        }
         let journal = self.journal.lock().clone();
         let out = self
             .runtime

@@ -49,11 +49,10 @@ pub async fn upgrade(
 ) -> Response {
     if !state.config.allowed_origins.is_empty() {
         let origin = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok());
-        if let Some(origin) = origin {
-            if !state.config.allowed_origins.iter().any(|a| a == origin) {
+        if let Some(origin) = origin
+            && !state.config.allowed_origins.iter().any(|a| a == origin) {
                 return (StatusCode::FORBIDDEN, "origin not allowed").into_response();
             }
-        }
     }
     if *state.shutdown.borrow() {
         return (StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response();
