@@ -79,6 +79,15 @@ fn message_validator() -> values::Validator {
     ])
 }
 
+/// @summary Lists the test messages of a channel
+/// @description Returns every message of `channel` in creation order. Test-only
+/// function (registered with `--test-functions`); no authorization.
+#[macros::function(
+    query,
+    path = "testing/messages:list",
+    args = v::object([("channel", v::string())]),
+    returns = v::array(message_validator())
+)]
 async fn list(ctx: QueryCtx, args: Channel) -> errors::Result<Vec<Value>> {
     let docs = ctx
         .db
@@ -182,14 +191,7 @@ fn app_error(args: &Fail) -> Error {
 
 /// Registers the test functions under `testing/…`.
 pub fn register(r: &mut Registry) {
-    let channel = || v::object([("channel", v::string())]);
-    r.register(
-        FunctionDef::new("testing/messages:list", Visibility::Public)
-            .args(channel())
-            .returns(v::array(message_validator()))
-            .doc("@summary Lists test messages of a channel")
-            .query(list),
-    );
+    r.register(list_spec());
     r.register(
         FunctionDef::new("testing/messages:send", Visibility::Public)
             .args(v::object([("channel", v::string()), ("body", v::string())]))
