@@ -35,23 +35,30 @@ test(`${V} HTTP: 25 messages page as 10, 10, 5 (newest first) by continueCursor`
   const page = (cursor) =>
     withTimeout(http.query(fns.paginate, { channel, paginationOpts: { numItems: 10, cursor } }), 10_000, `page at ${show(cursor)}`);
 
+  const summary = (p) => show({ n: p.page.length, isDone: p.isDone, bodies: bodies(p.page) });
   const p1 = await page(null);
   assert.equal(typeof p1.continueCursor, "string", show(p1));
-  assert.equal(p1.isDone, false, `page 1 isDone: ${show(p1)}`);
-  assert.deepEqual(bodies(p1.page), range(25, 15), "page 1 = m24..m15");
+  assert.equal(p1.page.length, 10, `page 1 size: ${summary(p1)}`);
+  assert.equal(p1.isDone, false, `page 1 isDone: ${summary(p1)}`);
 
   const p2 = await page(p1.continueCursor);
-  assert.equal(p2.isDone, false, `page 2 isDone: ${show({ ...p2, page: bodies(p2.page) })}`);
-  assert.deepEqual(bodies(p2.page), range(15, 5), "page 2 = m14..m05");
+  assert.equal(p2.page.length, 10, `page 2 size: ${summary(p2)}`);
+  assert.equal(p2.isDone, false, `page 2 isDone: ${summary(p2)}`);
 
   const p3 = await page(p2.continueCursor);
-  assert.deepEqual(bodies(p3.page), range(5, 0), "page 3 = m04..m00");
-  assert.equal(p3.isDone, true, `page 3 isDone: ${show({ ...p3, page: bodies(p3.page) })}`);
+  assert.equal(p3.page.length, 5, `page 3 size: ${summary(p3)}`);
+  assert.equal(p3.isDone, true, `page 3 isDone: ${summary(p3)}`);
   assert.equal(typeof p3.continueCursor, "string", "continueCursor is a string even when done");
 
   const all = [...p1.page, ...p2.page, ...p3.page];
-  assert.deepEqual(all.map((m) => m._id), [...ids].reverse(), "the pages cover every message exactly once");
   assert.ok(all.every((m) => m.channel === channel));
+  assert.deepEqual([...all.map((m) => m._id)].sort(), [...ids].sort(), "the pages cover every message exactly once");
+  // Pages are the server's own index order, reversed (desc vs. list's asc).
+  const listed = await withTimeout(http.query(fns.list, { channel }), 10_000, "list");
+  assert.deepEqual(bodies(all), bodies(listed).reverse(), "paginate (desc) mirrors list (asc)");
+  for (const [a, b] of all.slice(0, -1).map((m, i) => [m, all[i + 1]])) {
+    assert.ok(a._creationTime >= b._creationTime, `newest first: ${a.body}@${a._creationTime} before ${b.body}@${b._creationTime}`);
+  }
 
   // Paging past the end stays done and empty.
   const p4 = await page(p3.continueCursor);
@@ -61,6 +68,16 @@ test(`${V} HTTP: 25 messages page as 10, 10, 5 (newest first) by continueCursor`
   // The same first page over WS equals the HTTP one.
   const wsP1 = await withTimeout(c.query(fns.paginate, { channel, paginationOpts: { numItems: 10, cursor: null } }), 10_000, "WS page 1");
   assert.deepEqual(wsP1.page, p1.page);
+
+  // Creation order (checked last): the 25 inserts ran one after another on
+  // one socket, so newest-first must be exactly m24..m00.
+  const dupTimes = listed.filter((m, i) => i > 0 && m._creationTime === listed[i - 1]._creationTime).length;
+  assert.deepEqual(
+    [bodies(p1.page), bodies(p2.page), bodies(p3.page)],
+    [range(25, 15), range(15, 5), range(5, 0)],
+    `pages in creation order (newest first); ${dupTimes} of 25 documents share their _creationTime with the previous one`,
+  );
+  assert.deepEqual(bodies(listed), range(25, 0).reverse(), "list returns creation order");
 });
 
 test(`${V} WS: the live first page updates when a message is inserted (newest first, gapless)`, T, async (t) => {
@@ -72,8 +89,14 @@ test(`${V} WS: the live first page updates when a message is inserted (newest fi
 
   const sub = s.subscribe(c, fns.paginate, { channel, paginationOpts: { numItems: 10, cursor: null } });
   const first = await sub.waitFor((v) => Array.isArray(v?.page), { what: "the first page" });
-  assert.deepEqual(bodies(first.page), range(25, 15));
+  assert.equal(first.page.length, 10, show(bodies(first.page)));
   assert.equal(first.isDone, false);
+  const httpFirst = await withTimeout(
+    s.http(ctx.server.url).query(fns.paginate, { channel, paginationOpts: { numItems: 10, cursor: null } }),
+    10_000,
+    "HTTP first page",
+  );
+  assert.deepEqual(first.page, httpFirst.page, "live first page equals the HTTP one");
 
   // Insert from another client: the subscription must update by itself.
   const newId = await withTimeout(other.mutation(fns.send, { channel, body: "newest" }), 10_000, "insert");
@@ -94,7 +117,7 @@ test(`${V} WS: the live first page updates when a message is inserted (newest fi
     11,
     `with the journal the first page grows to 11 items (got ${updated.page.length}: ${show(bodies(updated.page))})`,
   );
-  assert.deepEqual(bodies(updated.page), ["newest", ...range(25, 15)]);
+  assert.deepEqual(bodies(updated.page), ["newest", ...bodies(first.page)]);
 
   // Own write: read-your-writes on the paginated subscription too.
   await withTimeout(c.mutation(fns.send, { channel, body: "newest2" }), 10_000, "own insert");

@@ -40,24 +40,38 @@ test(`${V} action echo: the full value model round-trips (int64 extremes, bytes,
     bytes,
     nested: { a: { b: [{ c: 1n }] }, "key with spaces": "ok" },
   };
+  const problems = [];
   for (const [name, client] of [
     ["WS", c],
     ["HTTP", http],
   ]) {
     const r = await withTimeout(client.action(fns.echo, { value }), 10_000, `${name} echo value`);
-    assert.deepEqual(r.big, value.big, `${name} int64: ${show(r.big)}`);
-    assert.deepEqual(r.floats, value.floats, `${name} floats`);
-    assert.ok(Number.isNaN(r.special[0]), `${name} NaN: ${show(r.special)}`);
-    assert.equal(r.special[1], Infinity);
-    assert.equal(r.special[2], -Infinity);
-    assert.ok(Object.is(r.special[3], -0), `${name} -0 must stay -0, got ${show(r.special[3])}`);
-    assert.equal(r.str, value.str);
-    assert.deepEqual(r.bool, [true, false]);
-    assert.equal(r.nil, null);
-    assert.ok(r.bytes instanceof ArrayBuffer, `${name} bytes should be an ArrayBuffer, got ${show(r.bytes)}`);
-    assert.deepEqual([...new Uint8Array(r.bytes)], [0, 1, 2, 250, 255]);
-    assert.deepEqual(r.nested, value.nested);
+    // Check every part, then report all mismatches at once.
+    const check = (label, fn) => {
+      try {
+        fn();
+      } catch (e) {
+        problems.push(`${name} ${label}: ${e.message.split("\n")[0]} (got ${show(label.split(".").reduce((o, k) => o?.[k], r))})`);
+      }
+    };
+    check("big", () => assert.deepEqual(r.big, value.big));
+    check("floats", () => assert.deepEqual(r.floats, value.floats));
+    check("special", () => {
+      assert.ok(Number.isNaN(r.special[0]), "NaN");
+      assert.equal(r.special[1], Infinity);
+      assert.equal(r.special[2], -Infinity);
+      assert.ok(Object.is(r.special[3], -0), "-0 must stay -0");
+    });
+    check("str", () => assert.equal(r.str, value.str));
+    check("bool", () => assert.deepEqual(r.bool, [true, false]));
+    check("nil", () => assert.equal(r.nil, null));
+    check("bytes", () => {
+      assert.ok(r.bytes instanceof ArrayBuffer, "bytes should be an ArrayBuffer");
+      assert.deepEqual([...new Uint8Array(r.bytes)], [0, 1, 2, 250, 255]);
+    });
+    check("nested", () => assert.deepEqual(r.nested, value.nested));
   }
+  assert.deepEqual(problems, [], `value round-trip mismatches:\n  ${problems.join("\n  ")}`);
 });
 
 test(`${V} action sendViaMutation: the message appears in a live subscription`, T, async (t) => {
