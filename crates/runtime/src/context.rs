@@ -294,14 +294,25 @@ impl QueryBuilder {
                     chunk,
                 )
                 .await?;
+            let fetched = res.rows.len();
+            let mut consumed = 0;
             for (key, doc) in res.rows {
                 if out.len() >= want {
                     break;
                 }
+                consumed += 1;
                 last_key = Some(key);
                 if self.filter.as_ref().is_none_or(|f| f(&doc)) {
                     out.push(doc);
                 }
+            }
+            if consumed < fetched {
+                // With a filter a chunk can hold more rows than still wanted:
+                // the page filled up before the rows after `last_key` were
+                // looked at, so the range is not exhausted even if the scan
+                // reached its end (otherwise `paginate` would report
+                // `isDone` and skip those rows).
+                return Ok((out, last_key, false));
             }
             if res.exhausted && out.len() < want {
                 return Ok((out, last_key, true));

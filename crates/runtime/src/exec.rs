@@ -181,14 +181,14 @@ impl Runtime {
                     format!("Could not find public function for '{path}'"),
                 )
             })?;
-        if let Some(kind) = kind {
-            if spec.kind != kind {
-                return Err(Error::bad_request(format!(
-                    "Trying to execute {path} as {}, but it is defined as {}",
-                    kind.as_str(),
-                    spec.kind.as_str()
-                )));
-            }
+        if let Some(kind) = kind
+            && spec.kind != kind
+        {
+            return Err(Error::bad_request(format!(
+                "Trying to execute {path} as {}, but it is defined as {}",
+                kind.as_str(),
+                spec.kind.as_str()
+            )));
         }
         Ok(Arc::clone(spec))
     }
@@ -386,10 +386,10 @@ impl Runtime {
                     return fail(e, log.take());
                 }
             }
-            if let Some(job) = job {
-                if let Err(e) = crate::scheduler::complete_in_tx(&ctx, job, &value).await {
-                    return fail(e, log.take());
-                }
+            if let Some(job) = job
+                && let Err(e) = crate::scheduler::complete_in_tx(&ctx, job, &value).await
+            {
+                return fail(e, log.take());
             }
             drop(ctx);
             let tx = match Arc::try_unwrap(state) {

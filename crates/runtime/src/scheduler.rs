@@ -544,31 +544,42 @@ impl Runtime {
                     let outcome = self
                         .run_mutation_inner(&spec, args, None, None, Some(&run))
                         .await;
-                    if let Err(e) = outcome.result {
-                        if e.code() != ErrorCode::Conflict
-                            || e.message() != "scheduled job already ran"
-                        {
-                            tracing::warn!(job = %doc.id(), function = %spec.path, error = %e, "scheduled mutation failed");
-                            let id = doc.id();
-                            let msg = e.message().to_owned();
-                            with_mutation(self, |ctx| {
-                                let msg = msg.clone();
-                                async move {
-                                    if claim_for_mutation(&ctx, &JobRun { id }).await? {
-                                        finish_action_state(
-                                            &ctx,
+                    if let Err(e) = outcome.result
+                        && (e.code() != ErrorCode::Conflict
+                            || e.message() != "scheduled job already ran")
+                    {
+                        tracing::warn!(job = %doc.id(), function = %spec.path, error = %e, "scheduled mutation failed");
+                        let id = doc.id();
+                        let msg = e.message().to_owned();
+                        with_mutation(self, |ctx| {
+                            let msg = msg.clone();
+                            async move {
+                                if claim_for_mutation(&ctx, &JobRun { id }).await? {
+                                    finish_action_state(
+                                        &ctx,
+                                        id,
+                                        None,
+                                        status.attempts + 1,
+                                        Err(&msg),
+                                    )
+                                    .await?;
+                                    // The failed run counts as an attempt, as a
+                                    // successful one does in `complete_in_tx`
+                                    // (`finish_action_state` does not store it).
+                                    ctx.db
+                                        .patch(
                                             id,
-                                            None,
-                                            status.attempts + 1,
-                                            Err(&msg),
+                                            Value::object([(
+                                                "attempts".to_owned(),
+                                                Value::Float64(f64::from(status.attempts + 1)),
+                                            )]),
                                         )
                                         .await?;
-                                    }
-                                    Ok(())
                                 }
-                            })
-                            .await?;
-                        }
+                                Ok(())
+                            }
+                        })
+                        .await?;
                     }
                 }
                 FunctionKind::Action => {
