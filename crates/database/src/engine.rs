@@ -101,7 +101,12 @@ impl Database {
         ids: Arc<dyn IdGenerator>,
         options: DatabaseOptions,
     ) -> Result<Self> {
-        let env = TxEnv { schema, clock, ids };
+        let env = TxEnv {
+            schema,
+            clock,
+            ids,
+            creation_times: Default::default(),
+        };
         rebuild_changed_indexes(&persistence, &env).await?;
         let latest = persistence.latest_ts().await?;
         let subscriptions = SubscriptionManager::new(latest, options.write_log);

@@ -303,7 +303,10 @@ impl SchemaBuilder {
                 if let IndexKind::Database { fields } = &kind
                     && fields.is_empty()
                 {
-                    return Err(Error::internal(format!("index {}.{name} has no fields", def.name)));
+                    return Err(Error::internal(format!(
+                        "index {}.{name} has no fields",
+                        def.name
+                    )));
                 }
                 indexes.push(IndexDef {
                     id: ids::index_id(&def.name, &name),

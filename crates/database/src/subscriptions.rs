@@ -260,9 +260,11 @@ impl SubscriptionManager {
             for id in candidates {
                 if let Some(entry) = inner.entries.get(id)
                     && entry.ts < ts
-                    && entry.read_set.intervals().iter().any(|r: &ReadInterval| {
-                        r.index == key.index && r.range.contains(&key.key)
-                    })
+                    && entry
+                        .read_set
+                        .intervals()
+                        .iter()
+                        .any(|r: &ReadInterval| r.index == key.index && r.range.contains(&key.key))
                 {
                     hits.push(*id);
                 }

@@ -30,6 +30,46 @@ pub struct TxEnv {
     pub clock: Arc<dyn Clock>,
     /// The id generator.
     pub ids: Arc<dyn IdGenerator>,
+    /// Hands out strictly increasing `_creationTime`s.
+    pub creation_times: Arc<CreationTimes>,
+}
+
+/// Strictly increasing `_creationTime` values (ms, fractional): the clock's
+/// time, or just above the previous value when the clock has not moved, so
+/// documents inserted in the same millisecond keep their insertion order in
+/// every index (ties are otherwise broken by the random id).
+#[derive(Debug, Default)]
+pub struct CreationTimes {
+    last_bits: std::sync::atomic::AtomicU64,
+}
+
+impl CreationTimes {
+    /// The step added when the clock has not advanced (representable at
+    /// epoch-millisecond magnitudes, whose resolution is 2^-12 ms).
+    const STEP_MS: f64 = 1.0 / 1024.0;
+
+    /// The next creation time for a clock reading of `now_ms`.
+    pub fn next(&self, now_ms: f64) -> f64 {
+        use std::sync::atomic::Ordering;
+        let mut prev_bits = self.last_bits.load(Ordering::Acquire);
+        loop {
+            let prev = f64::from_bits(prev_bits);
+            let next = if now_ms > prev {
+                now_ms
+            } else {
+                prev + Self::STEP_MS
+            };
+            match self.last_bits.compare_exchange_weak(
+                prev_bits,
+                next.to_bits(),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return next,
+                Err(actual) => prev_bits = actual,
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for TxEnv {
@@ -456,7 +496,8 @@ impl Transaction {
         let table = Arc::clone(self.env.schema.require_table(table)?);
         let fields = Self::user_object(value, "insert")?;
         let id = DocumentId::new(table.number, self.env.ids.random_bytes());
-        let doc = Document::new(id, self.env.clock.now_ms(), fields);
+        let creation_time = self.env.creation_times.next(self.env.clock.now_ms());
+        let doc = Document::new(id, creation_time, fields);
         self.put(table, id, None, Some(doc))?;
         Ok(id)
     }

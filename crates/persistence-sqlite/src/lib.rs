@@ -64,7 +64,7 @@ pub const LOCK_FILE_NAME: &str = "connvo.lock";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SqliteOptions {
     /// Number of read connections (at least 1), i.e. how many snapshots can
-    /// be open at once. Default 8.
+    /// be open at once. Default 16.
     pub read_pool_size: usize,
     /// `synchronous=FULL` (durable against power loss) when `true`, the
     /// default; `synchronous=NORMAL` (durable against process crashes only)
@@ -75,7 +75,7 @@ pub struct SqliteOptions {
 impl Default for SqliteOptions {
     fn default() -> Self {
         Self {
-            read_pool_size: 8,
+            read_pool_size: 16,
             synchronous_full: true,
         }
     }

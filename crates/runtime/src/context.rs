@@ -139,9 +139,15 @@ impl DbReader {
 }
 
 /// Read-write access to the database inside a mutation.
+///
+/// System tables (names starting with `_`: scheduled jobs, crons, WebSocket
+/// mutation results) are readable, but only the runtime writes them: a
+/// function's `ctx.db` refuses such writes with `FORBIDDEN`, so no public
+/// function can forge a job state or a stored mutation result.
 #[derive(Clone, Debug)]
 pub struct DbWriter {
     reader: DbReader,
+    system: bool,
 }
 
 impl Deref for DbWriter {
@@ -152,8 +158,45 @@ impl Deref for DbWriter {
 }
 
 impl DbWriter {
+    /// A writer that may also write system tables. For the runtime's own
+    /// bookkeeping and for tests; domain code has no reason to use it.
+    pub fn system_writer(&self) -> DbWriter {
+        DbWriter {
+            reader: self.reader.clone(),
+            system: true,
+        }
+    }
+
+    fn check_table(&self, table: &str) -> Result<()> {
+        if !self.system && table.starts_with('_') {
+            return Err(Error::forbidden(format!(
+                "System table \"{table}\" is written only by the runtime"
+            )));
+        }
+        Ok(())
+    }
+
+    async fn check_id(&self, id: DocumentId) -> Result<()> {
+        if self.system {
+            return Ok(());
+        }
+        let name = self
+            .state
+            .lock()
+            .await
+            .tx
+            .schema()
+            .table_by_number(id.table())
+            .map(|t| t.name.clone());
+        match name {
+            Some(name) => self.check_table(&name),
+            None => Ok(()),
+        }
+    }
+
     /// Inserts a document (`ctx.db.insert`); `value` serializes to an object.
     pub async fn insert(&self, table: &str, value: impl Serialize) -> Result<DocumentId> {
+        self.check_table(table)?;
         let value = values::to_value(&value)?;
         self.state.lock().await.tx.insert(table, value)
     }
@@ -174,17 +217,20 @@ impl DbWriter {
         id: DocumentId,
         fields: BTreeMap<String, Option<Value>>,
     ) -> Result<()> {
+        self.check_id(id).await?;
         self.state.lock().await.tx.patch(id, fields).await
     }
 
     /// Replaces a document (`ctx.db.replace`).
     pub async fn replace(&self, id: DocumentId, value: impl Serialize) -> Result<()> {
+        self.check_id(id).await?;
         let value = values::to_value(&value)?;
         self.state.lock().await.tx.replace(id, value).await
     }
 
     /// Deletes a document (`ctx.db.delete`).
     pub async fn delete(&self, id: DocumentId) -> Result<()> {
+        self.check_id(id).await?;
         self.state.lock().await.tx.delete(id).await
     }
 }
@@ -615,13 +661,15 @@ impl MutationCtx {
         log: LogLines,
         runtime: Arc<RuntimeInner>,
         now_ms: f64,
+        system: bool,
     ) -> Self {
         let db = DbWriter {
             reader: DbReader { state },
+            system,
         };
         Self {
             scheduler: MutationScheduler {
-                db: db.clone(),
+                db: db.system_writer(),
                 runtime,
             },
             db,

@@ -138,7 +138,8 @@ where
 
 impl Runtime {
     /// A runtime over `db` with the functions of `registry`.
-    pub fn new(db: Database, registry: Registry, config: RuntimeConfig) -> Self {
+    pub fn new(db: Database, mut registry: Registry, config: RuntimeConfig) -> Self {
+        crate::scheduler::register_system(&mut registry);
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(60))
             .build()
@@ -334,6 +335,7 @@ impl Runtime {
                 log.clone(),
                 Arc::clone(&self.inner),
                 self.inner.db.clock().now_ms(),
+                false,
             );
             if let Some(session) = &session {
                 match lookup_session_request(&ctx, session).await {
@@ -382,7 +384,12 @@ impl Runtime {
                     ("result".to_owned(), value.clone()),
                     ("logLines".to_owned(), lines),
                 ]);
-                if let Err(e) = ctx.db.insert(SESSION_REQUESTS_TABLE, record).await {
+                if let Err(e) = ctx
+                    .db
+                    .system_writer()
+                    .insert(SESSION_REQUESTS_TABLE, record)
+                    .await
+                {
                     return fail(e, log.take());
                 }
             }

@@ -245,6 +245,7 @@ where
             crate::context::LogLines::default(),
             Arc::clone(&runtime.inner),
             db.clock().now_ms(),
+            true,
         );
         let out = f(ctx).await?;
         let tx = Arc::try_unwrap(state)
@@ -289,6 +290,7 @@ pub(crate) async fn complete_in_tx(ctx: &MutationCtx, job: &JobRun, _value: &Val
         .and_then(|d| d.field("attempts").and_then(Value::as_f64))
         .unwrap_or(0.0);
     ctx.db
+        .system_writer()
         .patch(
             job.id,
             Value::object([
@@ -630,6 +632,20 @@ impl Runtime {
                                     None => Ok(()),
                                     Some(m) => Err(m.as_str()),
                                 };
+                                // Check-and-set: only the run that claimed this
+                                // attempt may finish it (a recovery or another
+                                // node may have moved the job on meanwhile).
+                                let current = ctx.db.get(id).await?;
+                                let still_ours = current.as_ref().is_some_and(|d| {
+                                    d.field("state").and_then(Value::as_str)
+                                        == Some(JobState::InProgress.as_str())
+                                        && d.field("attempts").and_then(Value::as_f64)
+                                            == Some(f64::from(attempts))
+                                });
+                                if !still_ours {
+                                    tracing::warn!(job = %id, "a scheduled action finished after its job was taken over; result dropped");
+                                    return Ok(());
+                                }
                                 finish_action_state(&ctx, id, policy, attempts, result).await
                             }
                         })
@@ -786,4 +802,84 @@ async fn finish_action_state(
         ],
     };
     ctx.db.patch(id, Value::object(fields)).await
+}
+
+/// The path of the built-in cleanup of old WebSocket mutation results.
+pub const CLEANUP_SESSION_REQUESTS: &str = "_system/cleanup:sessionRequests";
+/// The path of the built-in cleanup of finished jobs.
+pub const CLEANUP_FINISHED_JOBS: &str = "_system/cleanup:finishedJobs";
+/// Most documents one cleanup run deletes (the cron runs hourly).
+const CLEANUP_BATCH: usize = 2000;
+
+/// Registers the runtime's own internal functions and crons: hourly removal
+/// of `_session_requests` older than 14 days and of finished jobs older
+/// than 7 days.
+pub(crate) fn register_system(registry: &mut crate::Registry) {
+    use crate::registry::{CronSchedule, FunctionDef, Visibility};
+    use values::v;
+
+    registry.register(
+        FunctionDef::new(CLEANUP_SESSION_REQUESTS, Visibility::Internal)
+            .args(v::object([] as [(&str, values::Validator); 0]))
+            .returns(v::number())
+            .doc("@summary Deletes WebSocket mutation results older than 14 days")
+            .mutation(|ctx: MutationCtx, _args: Value| async move {
+                let cutoff = ctx.now_ms() - SESSION_REQUEST_RETENTION_MS;
+                let old = ctx
+                    .db
+                    .query(SESSION_REQUESTS_TABLE)
+                    .with_index(database::schema::BY_CREATION_TIME, |r| {
+                        r.lt("_creationTime", cutoff)
+                    })
+                    .take(CLEANUP_BATCH)
+                    .await?;
+                let db = ctx.db.system_writer();
+                for doc in &old {
+                    db.delete(doc.id()).await?;
+                }
+                Ok(old.len() as f64)
+            }),
+    );
+    registry.register(
+        FunctionDef::new(CLEANUP_FINISHED_JOBS, Visibility::Internal)
+            .args(v::object([] as [(&str, values::Validator); 0]))
+            .returns(v::number())
+            .doc("@summary Deletes finished scheduled jobs older than 7 days")
+            .mutation(|ctx: MutationCtx, _args: Value| async move {
+                let cutoff = ctx.now_ms() - FINISHED_JOB_RETENTION_MS;
+                let db = ctx.db.system_writer();
+                let mut deleted = 0usize;
+                for state in [JobState::Success, JobState::Failed, JobState::Canceled] {
+                    let old = ctx
+                        .db
+                        .query(SCHEDULED_TABLE)
+                        .with_index("by_state_time", |r| {
+                            r.eq("state", state.as_str()).lt("scheduledTime", cutoff)
+                        })
+                        .take(CLEANUP_BATCH - deleted)
+                        .await?;
+                    for doc in &old {
+                        db.delete(doc.id()).await?;
+                    }
+                    deleted += old.len();
+                    if deleted >= CLEANUP_BATCH {
+                        break;
+                    }
+                }
+                Ok(deleted as f64)
+            }),
+    );
+    let hourly = || CronSchedule::Interval(Duration::from_secs(3600));
+    registry.cron(
+        "_system.cleanupSessionRequests",
+        hourly(),
+        CLEANUP_SESSION_REQUESTS,
+        Value::Object(Default::default()),
+    );
+    registry.cron(
+        "_system.cleanupFinishedJobs",
+        hourly(),
+        CLEANUP_FINISHED_JOBS,
+        Value::Object(Default::default()),
+    );
 }

@@ -64,11 +64,19 @@ fn registry(p: &Arc<Probes>, with_expr: bool) -> Registry {
 }
 
 /// `(name, nextRun)` of every cron state document, sorted by name.
+/// The state of the crons these tests declare (the runtime's own hourly
+/// `_system.*` cleanup crons are left out).
 async fn cron_state(env: &Env) -> Vec<(String, f64)> {
     let mut v: Vec<_> = env
         .docs("_cron_jobs")
         .await
         .into_iter()
+        .filter(|d| {
+            !d["name"]
+                .as_str()
+                .unwrap_or_default()
+                .starts_with("_system.")
+        })
         .map(|d| {
             (
                 d["name"].as_str().unwrap().to_owned(),
@@ -190,4 +198,49 @@ async fn a_removed_cron_loses_its_state_and_stops_firing() {
     assert_eq!(report.crons_fired, 1);
     assert_eq!(probes.expr.load(Ordering::SeqCst), 0);
     assert_eq!(probes.interval.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn system_cleanup_crons_remove_old_session_requests_and_finished_jobs() {
+    let probes = Arc::new(Probes::default());
+    let env = Env::new(registry(&probes, false)).await;
+    env.rt.sync_crons().await.unwrap();
+    // A stored WebSocket mutation result (a mutation run with a session request id).
+    let bump = env.rt.registry().get("crons:bump").cloned().unwrap();
+    let session = runtime::SessionRequest {
+        session_id: "s1".into(),
+        request_id: 1,
+    };
+    let out = env
+        .rt
+        .run_mutation(
+            &bump,
+            json(json!({ "name": "interval" })),
+            None,
+            Some(session),
+        )
+        .await;
+    out.result.unwrap();
+    // A finished job: the minute cron fires once.
+    env.clock.advance_ms(MINUTE + 1);
+    env.rt.scheduler_tick(true).await.unwrap();
+    assert_eq!(env.count("_session_requests").await, 1);
+    let first_job_time = env.docs("_scheduled_functions").await[0]["scheduledTime"]
+        .as_f64()
+        .unwrap();
+    // Days later the hourly cleanups have removed the old record and job
+    // (the minute cron keeps adding fresh jobs, which must stay).
+    for _ in 0..4 {
+        env.clock.advance_ms(4 * 24 * 3600 * 1000);
+        env.rt.scheduler_tick(true).await.unwrap();
+        env.rt.scheduler_tick(true).await.unwrap();
+    }
+    assert_eq!(env.count("_session_requests").await, 0);
+    let jobs = env.docs("_scheduled_functions").await;
+    assert!(!jobs.is_empty());
+    assert!(
+        jobs.iter()
+            .all(|j| j["scheduledTime"].as_f64().unwrap() > first_job_time),
+        "the first finished job is still there: {jobs:?}"
+    );
 }

@@ -6,12 +6,13 @@
 //!   [`crate::int64`] to produce int64 fields).
 //! * [`from_value`] turns a value into JSON a Rust type can read naturally and
 //!   deserializes it: an integral float64 within ±2^53 becomes a JSON integer
-//!   (so a `u32` or `i64` field accepts the `10` a JavaScript client sends),
-//!   int64 becomes a JSON integer and bytes become a base64 string.
+//!   (so a `u32` or `i64` field accepts the `10` a JavaScript client sends);
+//!   int64 and bytes keep their Convex encoding (`{"$integer"}`, `{"$bytes"}`)
+//!   so that a `Value` field round-trips them exactly — an `i64` field meant
+//!   for Convex int64s uses `#[serde(with = "values::int64")]`.
 //!
 //! `Value` itself implements `Serialize` / `Deserialize` as Convex-encoded JSON,
-//! which suits wire types. Note that a `Value` field read through
-//! [`from_value`] sees int64 and bytes already flattened as described above.
+//! which suits wire types.
 
 use base64::Engine as _;
 use errors::{Error, Result};
@@ -47,7 +48,10 @@ fn to_plain_json(value: Value) -> serde_json::Value {
     match value {
         Value::Null => serde_json::Value::Null,
         Value::Boolean(b) => serde_json::Value::Bool(b),
-        Value::Int64(i) => serde_json::Value::Number(i.into()),
+        // int64 and bytes keep their Convex encoding, so a `Value` field
+        // round-trips them exactly; an `i64` field that takes Convex int64s
+        // uses `#[serde(with = "values::int64")]`, which accepts this form.
+        Value::Int64(i) => Value::Int64(i).to_json(),
         Value::Float64(f)
             if f.fract() == 0.0
                 && f.abs() <= MAX_SAFE_INTEGER
@@ -63,7 +67,7 @@ fn to_plain_json(value: Value) -> serde_json::Value {
             None => Value::Float64(f).to_json(),
         },
         Value::String(s) => serde_json::Value::String(s),
-        Value::Bytes(b) => serde_json::Value::String(BASE64.encode(b)),
+        Value::Bytes(b) => Value::Bytes(b).to_json(),
         Value::Array(items) => {
             serde_json::Value::Array(items.into_iter().map(to_plain_json).collect())
         }

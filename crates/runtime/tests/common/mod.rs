@@ -243,7 +243,7 @@ pub fn add_helpers(registry: &mut Registry) {
                     .normalize_id(&a.table, &a.id)
                     .await
                     .ok_or_else(|| Error::validation("bad id"))?;
-                ctx.db.patch(id, json(a.fields)).await?;
+                ctx.db.system_writer().patch(id, json(a.fields)).await?;
                 Ok(Value::Null)
             }),
     );
