@@ -348,3 +348,47 @@ async fn data_survives_reopen_and_indexes_are_rebuilt_when_added() {
     let db = common::open(dir.path()).await;
     assert_eq!(scan_ns(&db, "g", Order::Asc).await, vec![1.0, 2.0]);
 }
+
+#[tokio::test]
+async fn inserts_in_the_same_millisecond_keep_their_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = persistence_sqlite::SqlitePersistence::open(dir.path(), Default::default()).unwrap();
+    let clock = database::TestClock::at_ms(1_700_000_000_000);
+    let db = database::Database::open(
+        p,
+        common::schema(),
+        clock,
+        database::SeededIds::new(1),
+        database::DatabaseOptions::default(),
+    )
+    .await
+    .unwrap();
+    // A frozen clock: every insert happens "in the same millisecond".
+    for batch in 0..5 {
+        let mut tx = db.begin(true).await.unwrap();
+        for i in 0..10 {
+            tx.insert("items", item("g", f64::from(batch * 10 + i)))
+                .unwrap();
+        }
+        db.commit(tx).await.unwrap();
+    }
+    let mut tx = db.begin(false).await.unwrap();
+    let table = Arc::clone(tx.schema().table("items").unwrap());
+    let index = table.index("by_creation_time").unwrap().clone();
+    let (r, b) = IndexRange::all().compile(&index).unwrap();
+    let rows = tx
+        .scan(&table, &index, &r, b, Order::Asc, None, 100)
+        .await
+        .unwrap()
+        .rows;
+    let ns: Vec<f64> = rows
+        .iter()
+        .map(|(_, d)| d.field("n").and_then(Value::as_f64).unwrap())
+        .collect();
+    assert_eq!(ns, (0..50).map(f64::from).collect::<Vec<_>>());
+    let times: Vec<f64> = rows.iter().map(|(_, d)| d.creation_time()).collect();
+    assert!(
+        times.windows(2).all(|w| w[0] < w[1]),
+        "creation times must strictly increase"
+    );
+}

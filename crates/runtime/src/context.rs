@@ -459,6 +459,12 @@ impl QueryBuilder {
                 let done = matches!(end, CursorPos::End) && exhausted;
                 (docs, encode_cursor(r.index.id, &end), done)
             }
+            None if opts.num_items == 0 => {
+                // An empty page continues where it started.
+                let pos = start.unwrap_or_else(|| CursorPos::After(r.range.start.clone()));
+                let done = matches!(pos, CursorPos::End);
+                (Vec::new(), encode_cursor(r.index.id, &pos), done)
+            }
             None => {
                 let (docs, last, exhausted) =
                     self.read(&mut state.tx, &r, start, opts.num_items).await?;
