@@ -5,6 +5,7 @@
 //! * [`sync`] — the WebSocket sync protocol, one worker per socket;
 //! * [`live`] — live queries shared by every socket that subscribes to the
 //!   same (function, arguments, identity, journal);
+//! * [`docs`] — `GET /openapi.json` and `GET /docs`, the API reference;
 //! * [`calls`] — argument parsing and error mapping shared by both
 //!   transports (errors are mapped to the wire exactly once, here).
 //!
@@ -21,6 +22,7 @@ use runtime::Runtime;
 use tokio::sync::{Semaphore, watch};
 
 pub mod calls;
+pub mod docs;
 pub mod http;
 pub mod live;
 pub mod sync;
@@ -138,6 +140,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/run/{*path}", post(http::run))
         .route("/api/sync", any(sync::upgrade))
         .route("/api/{version}/sync", any(sync::upgrade))
+        .route("/openapi.json", get(docs::openapi_json))
+        .route("/docs", get(docs::reference))
         .fallback(http::not_found)
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))
         .layer(http::cors_layer(&state.config.allowed_origins))

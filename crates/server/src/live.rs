@@ -189,14 +189,16 @@ impl SharedQuery {
     /// Concurrent callers share one execution.
     pub async fn refresh(&self) -> Arc<QueryResult> {
         if let Some(cur) = self.current()
-            && !cur.is_invalidated() {
-                return cur;
-            }
+            && !cur.is_invalidated()
+        {
+            return cur;
+        }
         let _exec = self.exec.lock().await;
         if let Some(cur) = self.current()
-            && !cur.is_invalidated() {
-                return cur;
-            }
+            && !cur.is_invalidated()
+        {
+            return cur;
+        }
         let journal = self.journal.lock().clone();
         let out = self
             .runtime

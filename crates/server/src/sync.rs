@@ -50,9 +50,10 @@ pub async fn upgrade(
     if !state.config.allowed_origins.is_empty() {
         let origin = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok());
         if let Some(origin) = origin
-            && !state.config.allowed_origins.iter().any(|a| a == origin) {
-                return (StatusCode::FORBIDDEN, "origin not allowed").into_response();
-            }
+            && !state.config.allowed_origins.iter().any(|a| a == origin)
+        {
+            return (StatusCode::FORBIDDEN, "origin not allowed").into_response();
+        }
     }
     if *state.shutdown.borrow() {
         return (StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response();
@@ -137,6 +138,8 @@ struct Worker {
 const MAX_PENDING_MUTATIONS: usize = 1000;
 const MAX_ACTIONS_IN_FLIGHT: usize = 1000;
 const CONSISTENCY_ROUNDS: usize = 6;
+/// How often a WebSocket ping frame is sent (as Convex's backend does).
+const WS_PING_INTERVAL: Duration = Duration::from_secs(5);
 
 fn close_frame(code: u16, reason: &str) -> Message {
     let mut reason = reason.to_owned();
@@ -198,6 +201,7 @@ async fn run_socket(state: AppState, socket: WebSocket, _client_version: String)
     tokio::pin!(shutdown);
     let mut last_sent = Instant::now();
     let mut last_received = Instant::now();
+    let mut last_ws_ping = Instant::now();
     let mut ticker = tokio::time::interval(Duration::from_secs(1));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
@@ -207,7 +211,16 @@ async fn run_socket(state: AppState, socket: WebSocket, _client_version: String)
             msg = stream.next() => {
                 last_received = Instant::now();
                 match msg {
-                    None | Some(Err(_)) => break Exit::Gone,
+                    None => break Exit::Gone,
+                    Some(Err(e)) => {
+                        // The only read error a client can cause on purpose is
+                        // an oversized message; say so in the close frame.
+                        let text = e.to_string();
+                        if text.contains("too long") || text.contains("Space limit") || text.contains("capacity") {
+                            break Exit::Close(1009, format!("MessageTooLarge: {text}"));
+                        }
+                        break Exit::Gone;
+                    }
                     Some(Ok(Message::Text(text))) => {
                         match worker.handle_text(text.as_str(), &mut_tx, &act_done_tx, &out_tx).await {
                             Ok(()) => {}
@@ -301,6 +314,15 @@ async fn run_socket(state: AppState, socket: WebSocket, _client_version: String)
                         let _ = out_tx.send(Message::Text(msg.to_json_string().into())).await;
                         break Exit::Close(1000, "AuthError: token expired".into());
                     }
+                }
+                // WebSocket-level pings every few seconds make idle clients
+                // answer with pongs, which keeps `last_received` fresh (an idle
+                // official client sends nothing on its own).
+                if last_ws_ping.elapsed() >= WS_PING_INTERVAL {
+                    if out_tx.send(Message::Ping(Default::default())).await.is_err() {
+                        break Exit::Gone;
+                    }
+                    last_ws_ping = Instant::now();
                 }
                 if last_sent.elapsed() >= worker.state.config.ping_interval {
                     if out_tx.send(Message::Text(ServerMessage::Ping.to_json_string().into())).await.is_err() {

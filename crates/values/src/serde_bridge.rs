@@ -14,12 +14,11 @@
 //! `Value` itself implements `Serialize` / `Deserialize` as Convex-encoded JSON,
 //! which suits wire types.
 
-use base64::Engine as _;
 use errors::{Error, Result};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::value::{BASE64, Value};
+use crate::value::Value;
 
 /// 2^53: integral floats up to this magnitude are exact JavaScript integers.
 const MAX_SAFE_INTEGER: f64 = 9_007_199_254_740_992.0;
