@@ -1,5 +1,7 @@
 //! Connvo's domain: tables and functions, one module per domain.
 //!
+//! * [`ids`] — typed document ids (`Id<Users>`, `Id<Meetings>`, …);
+//! * [`auth`] — authorization guards (`require_user`, `require_meeting_role`);
 //! * [`testing`] — a small set of functions used by the protocol, end-to-end,
 //!   crash and benchmark tests (registered only when test functions are
 //!   enabled, `connvo serve --test-functions`).
@@ -11,6 +13,8 @@ use database::{Schema, TableDef};
 use errors::Result;
 use runtime::Registry;
 
+pub mod auth;
+pub mod ids;
 pub mod testing;
 
 /// Which function sets to register.
