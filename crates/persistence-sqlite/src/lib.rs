@@ -41,6 +41,7 @@ use errors::{Error, Result};
 use persistence::{CommitLogEntry, IndexMeta, Persistence, Snapshot, Timestamp, WriteTxn};
 use tokio::sync::Mutex;
 
+mod checkpoint;
 mod conn;
 mod lock;
 mod pool;
@@ -83,6 +84,8 @@ impl Default for SqliteOptions {
 
 /// A [`Persistence`] backed by one SQLite database in a data directory.
 pub struct SqlitePersistence {
+    /// Stopped first, so the writer still closes last.
+    _checkpointer: Option<checkpoint::Checkpointer>,
     /// Dropped before `writer`: read-only connections cannot checkpoint, so
     /// the writer closing last is what folds the WAL back into the database.
     readers: Arc<ReadPool>,
@@ -122,9 +125,13 @@ impl SqlitePersistence {
         let db_path = dir.join(DB_FILE_NAME);
         let mut conn = conn::open_writer(&db_path, &options)?;
         schema::migrate(&mut conn)?;
+        conn.pragma_update(None, "wal_autocheckpoint", 0)
+            .map_err(|e| Error::internal(format!("sqlite: set wal_autocheckpoint: {e}")))?;
         let readers = ReadPool::open(db_path.clone(), options.read_pool_size, Arc::clone(&lock))?;
+        let checkpointer = checkpoint::Checkpointer::start(db_path.clone());
         tracing::debug!(path = %db_path.display(), lock = %lock.path().display(), "sqlite store opened");
         Ok(Arc::new(Self {
+            _checkpointer: checkpointer,
             writer: Arc::new(Mutex::new(Writer::new(conn, lock))),
             readers: Arc::new(readers),
             db_path,
