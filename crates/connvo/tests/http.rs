@@ -331,7 +331,6 @@ async fn unknown_route_is_404_json() {
 /// layers before reaching a handler get plain-text or empty bodies instead of
 /// the `{code, message}` JSON every other non-function error uses.
 #[tokio::test]
-#[ignore = "server bug: 413/405/query-string rejections are not {code, message} JSON"]
 async fn every_non_function_error_has_a_json_code_and_message() {
     let (_dir, server) = start();
     let client = http_client();
@@ -359,23 +358,34 @@ async fn every_non_function_error_has_a_json_code_and_message() {
         "{{\"path\":\"testing/messages:send\",\"args\":{{\"channel\":\"x\",\"body\":\"{}\"}}}}",
         "x".repeat(17 << 20)
     );
-    let resp = client
+    // The server answers from the Content-Length alone and closes without
+    // reading the rest, so the client may see its upload cut off (broken
+    // pipe) instead of the response; both mean "refused, not buffered".
+    // A client of its own: the server closes this connection.
+    match reqwest::Client::new()
         .post(format!("{base}/api/mutation"))
         .header("content-type", "application/json")
         .body(big)
         .send()
         .await
-        .expect("request");
-    let status = resp.status().as_u16();
-    let text = resp.text().await.expect("body");
-    let body: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-    assert_error(
-        status,
-        &body,
-        413,
-        None,
-        &format!("oversized body: {text:?}"),
-    );
+    {
+        Ok(resp) => {
+            let status = resp.status().as_u16();
+            let text = resp.text().await.expect("body");
+            let body: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+            assert_error(
+                status,
+                &body,
+                413,
+                None,
+                &format!("oversized body: {text:?}"),
+            );
+        }
+        Err(e) => assert!(
+            e.is_request(),
+            "unexpected error for an oversized body: {e}"
+        ),
+    }
 
     // GET on a POST-only endpoint: 405 with an empty body today.
     let resp = client
@@ -394,7 +404,6 @@ async fn every_non_function_error_has_a_json_code_and_message() {
 /// is detected: `BAD_REQUEST` (invalid JSON) and `BadRequest` (valid JSON of
 /// the wrong shape).
 #[tokio::test]
-#[ignore = "server bug: malformed bodies report BAD_REQUEST or BadRequest"]
 async fn malformed_bodies_use_one_error_code() {
     let (_dir, server) = start();
     let client = http_client();

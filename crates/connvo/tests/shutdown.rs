@@ -82,7 +82,6 @@ async fn sigterm_with_open_socket_sends_1012_and_exits_zero() {
 /// workers are still flushing their 1012 close frames, so some clients see
 /// a TCP reset ("Connection reset without closing handshake") instead.
 #[tokio::test]
-#[ignore = "server bug: shutdown does not wait for WebSocket close frames to be flushed"]
 async fn sigterm_closes_every_socket_with_1012() {
     const SUBSCRIBED: usize = 8;
     const IDLE: usize = 300;

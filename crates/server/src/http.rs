@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
@@ -37,7 +38,13 @@ pub fn error_response(e: &Error) -> Response {
 }
 
 fn protocol_error(e: &protocol::ProtocolError) -> Response {
-    (StatusCode::BAD_REQUEST, Json(e.to_http_body())).into_response()
+    // One error vocabulary for clients: protocol-level problems are BAD_REQUEST
+    // (or LIMIT_EXCEEDED for size), with the protocol's own code in the text.
+    let code = match e.kind() {
+        protocol::ProtocolErrorKind::MessageTooLarge => ErrorCode::LimitExceeded,
+        _ => ErrorCode::BadRequest,
+    };
+    error_response(&Error::new(code, format!("{}: {}", e.code(), e.message())))
 }
 
 /// `GET /`.
@@ -231,20 +238,45 @@ async fn call(
     }
 }
 
-fn parse_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, Response> {
+fn parse_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, Error> {
     serde_json::from_slice(body)
-        .map_err(|e| error_response(&Error::bad_request(format!("Malformed request body: {e}"))))
+        .map_err(|e| Error::bad_request(format!("Malformed request body: {e}")))
+}
+
+/// Maps a body-reading failure (too large, not readable) to `{code, message}`.
+fn body_error(e: &BytesRejection) -> Response {
+    let code = if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ErrorCode::LimitExceeded
+    } else {
+        ErrorCode::BadRequest
+    };
+    error_response(&Error::new(code, e.body_text()))
+}
+
+/// `{code, message}` for a request whose method the route does not accept.
+pub async fn method_not_allowed(method: Method, uri: Uri) -> Response {
+    let e = Error::new(
+        ErrorCode::BadRequest,
+        format!("Method {method} is not allowed on {}", uri.path()),
+    );
+    let mut resp = error_response(&e);
+    *resp.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+    resp
 }
 
 async fn typed_call(
     state: AppState,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
     kind: FunctionKind,
 ) -> Response {
+    let body = match body {
+        Ok(b) => b,
+        Err(e) => return body_error(&e),
+    };
     let req: HttpFunctionRequest = match parse_body(&body) {
         Ok(r) => r,
-        Err(resp) => return resp,
+        Err(e) => return error_response(&e),
     };
     let format = match req.value_format(ValueFormat::Json) {
         Ok(f) => f,
@@ -258,17 +290,29 @@ async fn typed_call(
 }
 
 /// `POST /api/query`.
-pub async fn query(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn query(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
     typed_call(state, headers, body, FunctionKind::Query).await
 }
 
 /// `POST /api/mutation`.
-pub async fn mutation(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn mutation(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
     typed_call(state, headers, body, FunctionKind::Mutation).await
 }
 
 /// `POST /api/action`.
-pub async fn action(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn action(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
     typed_call(state, headers, body, FunctionKind::Action).await
 }
 
@@ -284,8 +328,12 @@ pub struct QueryParams {
 pub async fn query_get(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Query(params): Query<QueryParams>,
+    params: Result<Query<QueryParams>, QueryRejection>,
 ) -> Response {
+    let Query(params) = match params {
+        Ok(p) => p,
+        Err(e) => return error_response(&Error::bad_request(e.body_text())),
+    };
     let args = match params
         .args
         .as_deref()
@@ -319,8 +367,12 @@ pub async fn run(
     State(state): State<AppState>,
     Path(path): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    let body = match body {
+        Ok(b) => b,
+        Err(e) => return body_error(&e),
+    };
     let req: HttpRunRequest = if body.is_empty() {
         HttpRunRequest {
             args: None,
@@ -329,7 +381,7 @@ pub async fn run(
     } else {
         match parse_body(&body) {
             Ok(r) => r,
-            Err(resp) => return resp,
+            Err(e) => return error_response(&e),
         }
     };
     let udf_path = match protocol::run_path_to_udf_path(&path) {
@@ -351,11 +403,15 @@ pub async fn run(
 pub async fn query_batch(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    let body = match body {
+        Ok(b) => b,
+        Err(e) => return body_error(&e),
+    };
     let req: HttpQueryBatchRequest = match parse_body(&body) {
         Ok(r) => r,
-        Err(resp) => return resp,
+        Err(e) => return error_response(&e),
     };
     let identity = match bearer(&headers) {
         Ok(token) => match identity_from_token(&state, token).await {

@@ -143,6 +143,7 @@ pub fn router(state: AppState) -> Router {
         .route("/openapi.json", get(docs::openapi_json))
         .route("/docs", get(docs::reference))
         .fallback(http::not_found)
+        .method_not_allowed_fallback(http::method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))
         .layer(http::cors_layer(&state.config.allowed_origins))
         .with_state(state)
@@ -157,6 +158,8 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     // Clients given a deployment URL with a trailing slash request
     // `//api/...`; normalise before routing.
+    let connections = Arc::clone(&state.connections);
+    let max_connections = state.config.max_connections;
     let app = tower::ServiceBuilder::new()
         .map_request(http::normalize_double_slash)
         .service(router(state));
@@ -165,5 +168,15 @@ pub async fn serve(
         .with_graceful_shutdown(async move {
             let _ = shutdown.wait_for(|s| *s).await;
         })
-        .await
+        .await?;
+    // axum's graceful shutdown does not track upgraded (WebSocket)
+    // connections: wait until every socket task has sent its close frame
+    // and returned its connection slot, for at most 10 s.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while connections.available_permits() < max_connections
+        && tokio::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    Ok(())
 }
