@@ -15,6 +15,7 @@ use runtime::Registry;
 
 pub mod auth;
 pub mod ids;
+pub mod system;
 pub mod testing;
 
 /// Which function sets to register.
@@ -27,12 +28,14 @@ pub struct ModelOptions {
 /// All tables: domain tables, test tables and the runtime's system tables.
 pub fn schema() -> Result<Schema> {
     let mut tables: Vec<TableDef> = runtime::system_tables();
+    tables.extend(system::tables());
     tables.extend(testing::tables());
     Schema::builder().tables(tables).build()
 }
 
 /// Registers every function and cron.
 pub fn register(registry: &mut Registry, options: ModelOptions) {
+    system::register(registry);
     if options.test_functions {
         testing::register(registry);
     }
