@@ -5,6 +5,8 @@
 //!   configuration needed.
 //! * `connvo dev-token` — prints a development JWT the server on the same
 //!   data dir trusts when dev auth is on.
+//! * `connvo docs validate`, `connvo openapi` — the API documentation
+//!   pipeline ([`docs_cli`]).
 //!
 //! Configuration is parsed once here (flags, or `CONNVO_*` environment
 //! variables) and passed down; nothing below reads the environment.
@@ -18,6 +20,8 @@ use database::{Database, DatabaseOptions, RandomIds, SystemClock};
 use persistence_sqlite::{SqliteOptions, SqlitePersistence};
 use runtime::{Registry, Runtime, RuntimeConfig};
 use server::{AppState, AuthConfig, ServerConfig};
+
+mod docs_cli;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -36,6 +40,11 @@ enum Command {
     Serve(Box<ServeArgs>),
     /// Print a development JWT (last line of stdout) signed with the data dir's dev key.
     DevToken(DevTokenArgs),
+    /// API documentation: `docs validate` checks every public function's doc comment.
+    #[command(subcommand)]
+    Docs(docs_cli::DocsCommand),
+    /// Print the OpenAPI 3.1 document of the public functions.
+    Openapi(docs_cli::OpenApiArgs),
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
@@ -329,5 +338,13 @@ fn main() -> anyhow::Result<()> {
             rt.block_on(serve(*args))
         }
         Command::DevToken(args) => dev_token(args),
+        Command::Docs(command) => {
+            let code = docs_cli::docs(command)?;
+            if code != 0 {
+                std::process::exit(code);
+            }
+            Ok(())
+        }
+        Command::Openapi(args) => docs_cli::openapi(args),
     }
 }

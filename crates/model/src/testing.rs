@@ -512,7 +512,8 @@ async fn whoami(ctx: QueryCtx, _args: Value) -> errors::Result<Option<serde_json
 
 /// @summary Echoes a value back from an action
 ///
-/// @description Returns `value` unchanged after logging the line `echo`, so
+/// @description Returns `value` unchanged after logging `echo` (the log line
+/// `[LOG] echo` comes back in `logLines`), so
 /// every Convex value type (int64, bytes, special floats, nested objects)
 /// makes the round trip through an action's argument and result encoding.
 /// No authorization: anyone may call it. Reads and writes nothing. Test-only.
@@ -527,7 +528,7 @@ async fn whoami(ctx: QueryCtx, _args: Value) -> errors::Result<Option<serde_json
 /// {
 ///   "status": "success",
 ///   "value": {"meetingId": "mtg_2026_q1_kickoff", "attendees": 4, "tags": ["planning", "q1"]},
-///   "logLines": ["echo"]
+///   "logLines": ["[LOG] echo"]
 /// }
 /// ```
 #[macros::function(action, path = "testing/actions:echo", args = v::object([("value", v::any())]))]

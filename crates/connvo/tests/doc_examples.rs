@@ -1,0 +1,414 @@
+//! Example-alignment tests: every public function's documented examples
+//! are what the real server answers.
+//!
+//! [`cases`] has one entry per public function, keyed by path: the caller
+//! the examples assume (anonymous or a dev identity) and a seeding hook that
+//! creates the data the request example needs and maps example ids to the
+//! seeded ones. For each case a fresh server (SQLite in a temp dir, the full
+//! registry with the test functions, dev auth) runs in-process on a free
+//! port; the `request` example (ids mapped) is sent to
+//! `POST /api/run/{path}` with `format: convex_encoded_json` and the
+//! caller's bearer token, and the response must match `response` (or
+//! `response-error` for a function that never succeeds) after normalising
+//! ids, timestamps and cursors (`docs::check_response`). `request-error` is
+//! checked against `response-error`, and a repeated `request` against
+//! `response-cache`.
+//!
+//! [`aligned_list_is_complete`] keeps `crates/docs/aligned.txt` — which
+//! `connvo docs validate` reads — equal to the cases, and the cases equal
+//! to the registry's public functions. After adding a case run
+//! `CONNVO_UPDATE_ALIGNED=1 cargo test -p connvo --test doc_examples`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use anyhow::{Context as _, anyhow, bail};
+use database::{Database, DatabaseOptions, SeededIds, TestClock};
+use docs::{ExampleLabel, FunctionDoc, Severity};
+use persistence_sqlite::{SqliteOptions, SqlitePersistence};
+use runtime::{FunctionKind, Registry, Runtime, RuntimeConfig, Visibility};
+use serde_json::{Value as Json, json};
+use server::{AppState, AuthConfig, ServerConfig};
+
+/// 2026-01-15T09:30:00Z, the time of the examples.
+const EXAMPLE_TIME_MS: u64 = 1_768_469_400_000;
+
+/// A documented caller's dev-token claims.
+struct User {
+    subject: &'static str,
+    email: &'static str,
+    name: &'static str,
+    org: &'static str,
+    role: &'static str,
+}
+
+/// The signed-in user of the examples.
+const ADA: User = User {
+    subject: "user_01JH7ZK3QX5T8B2M9W4N6P0RCD",
+    email: "ada@example.com",
+    name: "Ada Lovelace",
+    org: "org_01JH7ZM2V8K4R6T1Y3B5N7Q9WX",
+    role: "admin",
+};
+
+/// Who calls the function in its examples.
+#[derive(Clone, Copy)]
+enum Caller {
+    /// No token.
+    Anonymous,
+    /// A `connvo dev-token` for this user.
+    Dev(&'static User),
+}
+
+/// Example strings (ids) → the real ones created by a seed.
+type Substitutions = BTreeMap<String, String>;
+type Seeded<'a> = Pin<Box<dyn Future<Output = anyhow::Result<Substitutions>> + Send + 'a>>;
+/// Creates what the request example needs.
+type Seed = for<'a> fn(&'a Harness) -> Seeded<'a>;
+
+/// One public function's alignment test.
+struct Case {
+    path: &'static str,
+    caller: Caller,
+    seed: Seed,
+}
+
+/// One entry per public function, by path.
+fn cases() -> Vec<Case> {
+    use Caller::{Anonymous, Dev};
+    vec![
+        case("testing/messages:list", Anonymous, seed_two_messages),
+        case("testing/messages:send", Dev(&ADA), no_seed),
+        case("testing/messages:paginate", Anonymous, seed_three_messages),
+        case("testing/messages:scheduleSend", Anonymous, no_seed),
+        case("testing/counter:get", Anonymous, seed_counter),
+        case("testing/counter:increment", Anonymous, seed_counter_twice),
+        case("testing/errors:failQuery", Anonymous, no_seed),
+        case("testing/errors:failMutation", Anonymous, no_seed),
+        case("testing/auth:whoami", Dev(&ADA), no_seed),
+        case("testing/actions:echo", Anonymous, no_seed),
+        case("testing/actions:sendViaMutation", Dev(&ADA), no_seed),
+    ]
+}
+
+fn case(path: &'static str, caller: Caller, seed: Seed) -> Case {
+    Case { path, caller, seed }
+}
+
+fn no_seed(_h: &Harness) -> Seeded<'_> {
+    Box::pin(async { Ok(Substitutions::new()) })
+}
+
+/// Sends the messages of the examples: `general` gets the first `n` of
+/// three (the first by Ada), `random` one.
+fn seed_messages(h: &Harness, n: usize) -> Seeded<'_> {
+    Box::pin(async move {
+        let general = [
+            (Caller::Dev(&ADA), "Welcome to the launch channel"),
+            (Caller::Anonymous, "Standup starts in five minutes"),
+            (Caller::Anonymous, "Retro notes are in the doc"),
+        ];
+        let send = |caller, channel: &str, body: &str| {
+            h.call(
+                caller,
+                FunctionKind::Mutation,
+                "testing/messages:send",
+                json!({"channel": channel, "body": body}),
+            )
+        };
+        for (i, (caller, body)) in general.into_iter().take(n).enumerate() {
+            send(caller, "general", body).await?;
+            if i == 0 {
+                send(Caller::Anonymous, "random", "Lunch?").await?;
+            }
+        }
+        Ok(Substitutions::new())
+    })
+}
+
+fn seed_two_messages(h: &Harness) -> Seeded<'_> {
+    seed_messages(h, 2)
+}
+
+fn seed_three_messages(h: &Harness) -> Seeded<'_> {
+    seed_messages(h, 3)
+}
+
+fn increment_page_views(h: &Harness, times: usize) -> Seeded<'_> {
+    Box::pin(async move {
+        for _ in 0..times {
+            h.call(
+                Caller::Anonymous,
+                FunctionKind::Mutation,
+                "testing/counter:increment",
+                json!({"name": "page-views"}),
+            )
+            .await?;
+        }
+        Ok(Substitutions::new())
+    })
+}
+
+fn seed_counter(h: &Harness) -> Seeded<'_> {
+    increment_page_views(h, 3)
+}
+
+fn seed_counter_twice(h: &Harness) -> Seeded<'_> {
+    increment_page_views(h, 2)
+}
+
+fn full_registry() -> Registry {
+    let mut registry = Registry::new();
+    model::register(
+        &mut registry,
+        model::ModelOptions {
+            test_functions: true,
+        },
+    );
+    registry
+}
+
+/// A server running in-process on a free port, with a fresh database.
+struct Harness {
+    runtime: Runtime,
+    base: String,
+    http: reqwest::Client,
+    keys: auth::DevKeys,
+    verifier: auth::Verifier,
+    shutdown: tokio::sync::watch::Sender<bool>,
+    _dir: tempfile::TempDir,
+}
+
+impl Harness {
+    async fn start() -> anyhow::Result<Self> {
+        let dir = tempfile::Builder::new()
+            .prefix("connvo-doc-examples-")
+            .tempdir()?;
+        let persistence = SqlitePersistence::open(
+            &dir.path().join("data"),
+            SqliteOptions {
+                synchronous_full: false,
+                read_pool_size: 4,
+            },
+        )
+        .map_err(|e| anyhow!("{e}"))?;
+        let schema = Arc::new(model::schema().map_err(|e| anyhow!("{e}"))?);
+        let db = Database::open(
+            persistence,
+            schema,
+            TestClock::at_ms(EXAMPLE_TIME_MS),
+            SeededIds::new(2026),
+            DatabaseOptions::default(),
+        )
+        .await
+        .map_err(|e| anyhow!("{e}"))?;
+        let runtime = Runtime::new(db, full_registry(), RuntimeConfig::default());
+        let keys = auth::DevKeys::load_or_create(dir.path()).map_err(|e| anyhow!("{e}"))?;
+        let verifier = auth::Verifier::new(vec![keys.provider()], Default::default())
+            .map_err(|e| anyhow!("{e}"))?;
+        let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
+        let state = AppState::new(
+            runtime.clone(),
+            AuthConfig {
+                verifier: Some(verifier.clone()),
+            },
+            ServerConfig::default(),
+            None,
+            shutdown_rx.clone(),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let base = format!("http://{}", listener.local_addr()?);
+        tokio::spawn(server::serve(listener, state, shutdown_rx));
+        Ok(Self {
+            runtime,
+            base,
+            http: reqwest::Client::new(),
+            keys,
+            verifier,
+            shutdown,
+            _dir: dir,
+        })
+    }
+
+    fn token(&self, user: &User) -> anyhow::Result<String> {
+        let mut claims = auth::DevTokenClaims::new(user.subject);
+        claims.email = Some(user.email.into());
+        claims.name = Some(user.name.into());
+        claims.org_id = Some(user.org.into());
+        claims.role = Some(user.role.into());
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_secs();
+        self.keys.mint(claims, now).map_err(|e| anyhow!("{e}"))
+    }
+
+    /// Runs any function (internal ones too) directly in the runtime, for seeding.
+    async fn call(
+        &self,
+        caller: Caller,
+        kind: FunctionKind,
+        path: &str,
+        args: Json,
+    ) -> anyhow::Result<Json> {
+        let identity = match caller {
+            Caller::Anonymous => None,
+            Caller::Dev(user) => Some(Arc::new(
+                self.verifier
+                    .verify(&self.token(user)?)
+                    .await
+                    .map_err(|e| anyhow!("{e}"))?,
+            )),
+        };
+        let args = values::Value::from_json(args).map_err(|e| anyhow!("{e}"))?;
+        let out = self
+            .runtime
+            .call(kind, path, args, identity)
+            .await
+            .map_err(|e| anyhow!("seeding {path}: {e}"))?;
+        Ok(out.to_json())
+    }
+
+    /// `POST /api/run/{path}` as the caller; returns the 200 body.
+    async fn run(&self, caller: Caller, path: &str, request: &Json) -> anyhow::Result<Json> {
+        let mut body = request.clone();
+        body["format"] = json!("convex_encoded_json");
+        let mut req = self
+            .http
+            .post(format!("{}{}", self.base, docs::openapi::run_route(path)))
+            .json(&body);
+        if let Caller::Dev(user) = caller {
+            req = req.bearer_auth(self.token(user)?);
+        }
+        let resp = req.send().await?;
+        let status = resp.status();
+        let text = resp.text().await?;
+        if status != reqwest::StatusCode::OK {
+            bail!("HTTP {status}: {text}");
+        }
+        serde_json::from_str(&text).with_context(|| format!("response is not JSON: {text}"))
+    }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        let _ = self.shutdown.send(true);
+    }
+}
+
+fn substitute(json: &Json, subs: &Substitutions) -> Json {
+    match json {
+        Json::String(s) => Json::String(subs.get(s).cloned().unwrap_or_else(|| s.clone())),
+        Json::Array(items) => Json::Array(items.iter().map(|v| substitute(v, subs)).collect()),
+        Json::Object(map) => Json::Object(
+            map.iter()
+                .map(|(k, v)| (k.clone(), substitute(v, subs)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+/// Runs one case; the error says which example differs and how.
+async fn check_case(registry: &Registry, case: &Case) -> anyhow::Result<usize> {
+    let spec = registry
+        .get(case.path)
+        .ok_or_else(|| anyhow!("not registered"))?;
+    let (doc, problems) = FunctionDoc::parse(&spec.doc);
+    if let Some(p) = problems.iter().find(|p| p.severity == Severity::Error) {
+        bail!("doc line {}: {}", p.line, p.message);
+    }
+    let example = |label: ExampleLabel| doc.example(&label).map(|e| e.json.clone());
+    let request = example(ExampleLabel::Request).ok_or_else(|| anyhow!("no request example"))?;
+    let expected = example(ExampleLabel::Response)
+        .or_else(|| example(ExampleLabel::ResponseError))
+        .ok_or_else(|| anyhow!("no response example"))?;
+
+    let h = Harness::start().await?;
+    let subs = (case.seed)(&h).await.context("seeding")?;
+    let mut pairs = vec![("request", request.clone(), "response", expected)];
+    if let (Some(req), Some(resp)) = (
+        example(ExampleLabel::RequestError),
+        example(ExampleLabel::ResponseError),
+    ) {
+        pairs.push(("request-error", req, "response-error", resp));
+    }
+    if let Some(cached) = example(ExampleLabel::ResponseCache) {
+        pairs.push(("request (repeated)", request, "response-cache", cached));
+    }
+    for (req_label, req, resp_label, resp) in &pairs {
+        let actual_request = substitute(req, &subs);
+        let actual = h
+            .run(case.caller, case.path, &actual_request)
+            .await
+            .with_context(|| format!("calling with the {req_label} example"))?;
+        docs::check_response(req, resp, &actual_request, &actual).map_err(|e| {
+            anyhow!("the {req_label} example does not produce the {resp_label} example: {e}")
+        })?;
+    }
+    Ok(pairs.len())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn documented_examples_match_real_responses() {
+    let registry = full_registry();
+    let mut failures = Vec::new();
+    let mut checked = 0;
+    for case in cases() {
+        match check_case(&registry, &case).await {
+            Ok(n) => checked += n,
+            Err(e) => failures.push(format!("{}: {e:#}", case.path)),
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} functions have examples that do not match:\n\n{}",
+        failures.len(),
+        cases().len(),
+        failures.join("\n\n")
+    );
+    assert!(checked >= cases().len());
+}
+
+fn aligned_file() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/aligned.txt")
+}
+
+#[test]
+fn aligned_list_is_complete() {
+    let table = cases();
+    let cases: BTreeSet<String> = table.iter().map(|c| c.path.to_owned()).collect();
+    assert_eq!(cases.len(), table.len(), "a path appears twice in cases()");
+    let public: BTreeSet<String> = full_registry()
+        .functions()
+        .filter(|s| s.visibility == Visibility::Public)
+        .map(|s| s.path.clone())
+        .collect();
+    let missing: Vec<&String> = public.difference(&cases).collect();
+    let stale: Vec<&String> = cases.difference(&public).collect();
+    assert!(
+        missing.is_empty() && stale.is_empty(),
+        "cases() must cover exactly the public functions.\n  without a case: {missing:?}\n  \
+         cases of no public function: {stale:?}"
+    );
+    let path = aligned_file();
+    if std::env::var_os("CONNVO_UPDATE_ALIGNED").is_some() {
+        std::fs::write(&path, docs::align::render_aligned(&cases)).expect("write aligned.txt");
+        return;
+    }
+    let on_disk = docs::align::parse_aligned(&std::fs::read_to_string(&path).expect("read"));
+    assert_eq!(
+        on_disk,
+        cases,
+        "{} differs from the cases; run CONNVO_UPDATE_ALIGNED=1 cargo test -p connvo --test \
+         doc_examples",
+        path.display()
+    );
+    assert_eq!(
+        docs::aligned_paths(),
+        cases,
+        "the docs crate was built with an older aligned.txt"
+    );
+}
