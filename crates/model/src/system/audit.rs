@@ -166,7 +166,10 @@ pub async fn record(db: &DbWriter, entry: AuditEntry) -> Result<()> {
         }
     }
     let mut fields = vec![
-        ("resourceType".to_owned(), Value::String(entry.resource_type)),
+        (
+            "resourceType".to_owned(),
+            Value::String(entry.resource_type),
+        ),
         ("resourceId".to_owned(), Value::String(entry.resource_id)),
         ("action".to_owned(), Value::String(entry.action)),
         ("metadata".to_owned(), metadata_value(&entry.metadata)),
@@ -234,8 +237,8 @@ struct ListArgs {
 /// {
 ///   "args": {
 ///     "resourceType": "meeting",
-///     "resourceId": "jd7x2wq4n6c9r3t5v8b1m0k2p4h6f8s0ag",
-///     "paginationOpts": {"numItems": 2, "cursor": null}
+///     "resourceId": "q2dwfyhwpqr470r58knfvptxp5vz3bpmgb50",
+///     "paginationOpts": {"numItems": 20, "cursor": null}
 ///   }
 /// }
 /// ```
@@ -247,25 +250,25 @@ struct ListArgs {
 ///   "value": {
 ///     "page": [
 ///       {
-///         "_id": "AUDIT_ID_2",
+///         "_id": "jvaf9xa2hsxxjzfpjbcphapf2chvx17b72jg",
 ///         "_creationTime": 1768469460000.001,
-///         "actorUserId": "USER_ID_ADA",
+///         "actorUserId": "awnxd9x975dmq9g6sejd33w69xyzpk7pgpdg",
 ///         "orgId": "org_01JH7ZM2V8K4R6T1Y3B5N7Q9WX",
 ///         "resourceType": "meeting",
-///         "resourceId": "jd7x2wq4n6c9r3t5v8b1m0k2p4h6f8s0ag",
+///         "resourceId": "q2dwfyhwpqr470r58knfvptxp5vz3bpmgb50",
 ///         "action": "participant.removed",
-///         "metadata": {"targetUserId": "USER_ID_GRACE", "reason": "host_removed"},
+///         "metadata": {"targetUserId": "gytpd6kevz7e77cjwfqhp74dc5yzpk7prrk0", "reason": "host_removed"},
 ///         "timestamp": 1768469460000
 ///       },
 ///       {
-///         "_id": "AUDIT_ID_1",
+///         "_id": "5jnb7f1qckv10yv8y9d4s84y6whvx17b68r0",
 ///         "_creationTime": 1768469400000.001,
-///         "actorUserId": "USER_ID_ADA",
+///         "actorUserId": "awnxd9x975dmq9g6sejd33w69xyzpk7pgpdg",
 ///         "orgId": "org_01JH7ZM2V8K4R6T1Y3B5N7Q9WX",
 ///         "resourceType": "meeting",
-///         "resourceId": "jd7x2wq4n6c9r3t5v8b1m0k2p4h6f8s0ag",
+///         "resourceId": "q2dwfyhwpqr470r58knfvptxp5vz3bpmgb50",
 ///         "action": "participant.role_changed",
-///         "metadata": {"targetUserId": "USER_ID_GRACE", "from": "participant", "to": "observer"},
+///         "metadata": {"targetUserId": "gytpd6kevz7e77cjwfqhp74dc5yzpk7prrk0", "from": "participant", "to": "observer"},
 ///         "timestamp": 1768469400000
 ///       }
 ///     ],
@@ -325,21 +328,23 @@ async fn list_audit_logs(ctx: QueryCtx, args: ListArgs) -> Result<Value> {
     }
     let opts = args.pagination_opts.to_opts()?;
     let query = match (args.resource_type, args.resource_id) {
-        (Some(rt), Some(rid)) => ctx
+        (Some(rt), Some(rid)) => {
+            ctx.db
+                .query("auditLogs")
+                .with_index("by_org_resource_time", |r| {
+                    r.eq("orgId", org.as_str())
+                        .eq("resourceType", rt)
+                        .eq("resourceId", rid)
+                })
+        }
+        (Some(rt), None) => ctx
             .db
             .query("auditLogs")
-            .with_index("by_org_resource_time", |r| {
-                r.eq("orgId", org.as_str())
-                    .eq("resourceType", rt)
-                    .eq("resourceId", rid)
+            .with_index("by_org_type_time", |r| {
+                r.eq("orgId", org.as_str()).eq("resourceType", rt)
             }),
-        (Some(rt), None) => ctx.db.query("auditLogs").with_index("by_org_type_time", |r| {
-            r.eq("orgId", org.as_str()).eq("resourceType", rt)
-        }),
         (None, Some(_)) => {
-            return Err(Error::validation(
-                "resourceId requires resourceType",
-            ));
+            return Err(Error::validation("resourceId requires resourceType"));
         }
         (None, None) => ctx
             .db

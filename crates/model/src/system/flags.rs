@@ -127,7 +127,9 @@ pub fn in_rollout(key: &str, subject: &str, percentage: f64) -> bool {
 
 async fn find(db: &DbReader, key: &str, environment: &str) -> Result<Option<Document>> {
     db.query("featureFlags")
-        .with_index("by_key_env", |r| r.eq("key", key).eq("environment", environment))
+        .with_index("by_key_env", |r| {
+            r.eq("key", key).eq("environment", environment)
+        })
         .first()
         .await
 }
@@ -250,7 +252,10 @@ fn evaluated_validator() -> Validator {
     v::object([
         ("key", v::string()),
         ("environment", v::string()),
-        ("value", v::union([v::string(), v::number(), v::boolean(), v::null()])),
+        (
+            "value",
+            v::union([v::string(), v::number(), v::boolean(), v::null()]),
+        ),
     ])
 }
 
@@ -498,13 +503,13 @@ struct AdminSetFlagArgs {
 /// {
 ///   "status": "success",
 ///   "value": {
-///     "_id": "FLAG_ID",
+///     "_id": "fzf219kmpm8zs2z0eyfmg37frwq6ehnxba30",
 ///     "_creationTime": 1768469400000.001,
 ///     "key": "meetings.liveTranscription",
 ///     "value": true,
 ///     "environment": "production",
 ///     "rolloutPercentage": 25,
-///     "updatedBy": "USER_ID_ADA",
+///     "updatedBy": "awnxd9x975dmq9g6sejd33w69xyzpk7pgpdg",
 ///     "createdAt": 1768469400000,
 ///     "updatedAt": 1768469400000
 ///   }
@@ -599,4 +604,3 @@ pub fn register(registry: &mut Registry) {
     registry.register(set_flag_internal_spec());
     registry.register(set_flag_as_admin_spec());
 }
-
