@@ -111,6 +111,9 @@ fn test_registry() -> Registry {
         FunctionDef::new("test/limited:hit", Visibility::Public).mutation(
             |ctx: MutationCtx, _args: Value| async move {
                 let user = require_user(&ctx.db, &ctx.auth).await?;
+                // Every concurrent call has taken its snapshot by now, so
+                // they all read the same count and must be serialized by OCC.
+                tokio::time::sleep(Duration::from_millis(5)).await;
                 rate_limit::check_and_consume(
                     &ctx.db,
                     user.id,
