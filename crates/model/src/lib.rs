@@ -15,6 +15,8 @@ use runtime::Registry;
 
 pub mod auth;
 pub mod ids;
+pub mod meetings;
+pub mod messaging;
 pub mod system;
 pub mod testing;
 
@@ -29,6 +31,8 @@ pub struct ModelOptions {
 pub fn schema() -> Result<Schema> {
     let mut tables: Vec<TableDef> = runtime::system_tables();
     tables.extend(system::tables());
+    tables.extend(meetings::tables());
+    tables.extend(messaging::tables());
     tables.extend(testing::tables());
     Schema::builder().tables(tables).build()
 }
@@ -36,6 +40,8 @@ pub fn schema() -> Result<Schema> {
 /// Registers every function and cron.
 pub fn register(registry: &mut Registry, options: ModelOptions) {
     system::register(registry);
+    meetings::register(registry);
+    messaging::register(registry);
     if options.test_functions {
         testing::register(registry);
     }
