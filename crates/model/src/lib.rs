@@ -15,10 +15,14 @@ use runtime::Registry;
 
 pub mod auth;
 pub mod ids;
+pub mod interests;
 pub mod meetings;
 pub mod messaging;
+pub mod profiles;
+pub mod settings;
 pub mod system;
 pub mod testing;
+pub mod users;
 
 /// Which function sets to register.
 #[derive(Debug, Clone, Copy, Default)]
@@ -31,6 +35,10 @@ pub struct ModelOptions {
 pub fn schema() -> Result<Schema> {
     let mut tables: Vec<TableDef> = runtime::system_tables();
     tables.extend(system::tables());
+    tables.extend(users::tables());
+    tables.extend(profiles::tables());
+    tables.extend(settings::tables());
+    tables.extend(interests::tables());
     tables.extend(meetings::tables());
     tables.extend(messaging::tables());
     tables.extend(testing::tables());
@@ -40,9 +48,36 @@ pub fn schema() -> Result<Schema> {
 /// Registers every function and cron.
 pub fn register(registry: &mut Registry, options: ModelOptions) {
     system::register(registry);
+    users::register(registry);
+    profiles::register(registry);
+    settings::register(registry);
+    interests::register(registry);
     meetings::register(registry);
     messaging::register(registry);
     if options.test_functions {
         testing::register(registry);
     }
+}
+
+/// Every group of tables that holds a user's personal data, in export
+/// order (`users/queries:exportMyData`); account deletion
+/// (`users/mutations:deleteMyAccount`) erases them in reverse order. A
+/// domain that stores personal data adds its [`users::data_protection::DataSection`]s here.
+pub fn data_sections() -> Vec<users::data_protection::DataSection> {
+    // Other domains append theirs: `.chain(meetings::data_sections())`.
+    users::data_protection::sections()
+}
+
+/// Start-up work, run by the binary once the runtime exists and before it
+/// serves: seeds the interest catalog if it is empty.
+pub async fn on_start(runtime: &runtime::Runtime) -> Result<()> {
+    runtime
+        .call(
+            runtime::FunctionKind::Mutation,
+            "interests/queries:seedDefault",
+            values::Value::object(Vec::<(String, values::Value)>::new()),
+            None,
+        )
+        .await?;
+    Ok(())
 }

@@ -1,0 +1,68 @@
+//! `settings/queries:*`.
+
+use errors::Result;
+use runtime::{QueryCtx, Registry};
+use values::{Value, v};
+
+use super::{settings_doc, settings_validator};
+use crate::auth::require_user;
+
+/// @summary Gets the caller's settings
+///
+/// @description Returns the caller's `userSettings` document (notification
+/// channels and privacy switches), or `null` when the caller never saved any
+/// settings, in which case the defaults apply (email and push on, SMS off,
+/// public profile, no data sharing, activity tracking on). Requires a
+/// signed-in, provisioned and active caller: no token or no user row is
+/// `UNAUTHORIZED`, a deactivated account is `FORBIDDEN`. Reads one index
+/// entry; as a live query it updates when the caller's settings change.
+///
+/// @example request
+/// ```json
+/// {"args": {}}
+/// ```
+///
+/// @example response
+/// ```json
+/// {
+///   "status": "success",
+///   "value": {
+///     "_id": "xcz7rfwd8ppv7a6404prxgka602sraataf30",
+///     "_creationTime": 1768469400000.001,
+///     "userId": "22k2b8faxw354j6qw680mkfk75yzpk7pgt20",
+///     "emailNotifications": true,
+///     "pushNotifications": false,
+///     "smsNotifications": false,
+///     "profileVisibility": true,
+///     "dataSharing": false,
+///     "activityTracking": true,
+///     "createdAt": 1768469400000,
+///     "updatedAt": 1768469400000
+///   }
+/// }
+/// ```
+///
+/// @example response-error
+/// ```json
+/// {
+///   "status": "error",
+///   "errorMessage": "Authentication required",
+///   "errorData": {"code": "UNAUTHORIZED", "message": "Authentication required", "statusCode": 401}
+/// }
+/// ```
+#[macros::function(
+    query,
+    path = "settings/queries:getCurrentUserSettings",
+    returns = v::union([settings_validator(), v::null()])
+)]
+async fn get_current_user_settings(ctx: QueryCtx, _args: Value) -> Result<Value> {
+    let user = require_user(&ctx.db, &ctx.auth).await?;
+    Ok(settings_doc(&ctx.db, user.id)
+        .await?
+        .map_or(Value::Null, |d| d.into_value()))
+}
+
+/// Registers `settings/queries:*`.
+pub fn register(registry: &mut Registry) {
+    registry.register(get_current_user_settings_spec());
+}
