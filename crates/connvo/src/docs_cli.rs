@@ -13,6 +13,18 @@ pub enum DocsCommand {
     /// standard; print each finding as `path: severity: message` and exit 1
     /// on any error.
     Validate(ValidateArgs),
+    /// Print valid, deterministic document ids of a table for doc examples.
+    ExampleId(ExampleIdArgs),
+}
+
+/// Arguments of `connvo docs example-id`.
+#[derive(clap::Args, Debug)]
+pub struct ExampleIdArgs {
+    /// The table the ids belong to.
+    table: String,
+    /// How many ids (one per line).
+    #[arg(long, default_value_t = 3)]
+    count: u64,
 }
 
 /// Arguments of `connvo docs validate`.
@@ -64,6 +76,12 @@ pub fn docs(command: DocsCommand) -> anyhow::Result<i32> {
                     .with_context(|| format!("writing {}", file.display()))?;
             }
             Ok(if report.is_ok() { 0 } else { 1 })
+        }
+        DocsCommand::ExampleId(args) => {
+            for n in 1..=args.count {
+                println!("{}", docs::example_id(&args.table, n));
+            }
+            Ok(0)
         }
     }
 }

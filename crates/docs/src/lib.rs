@@ -56,7 +56,8 @@
 //! not checked and not published.
 //!
 //! Examples are Convex-encoded JSON with realistic, deterministic ids (valid
-//! 36-character ids of the right table) and timestamps.
+//! 36-character ids of the right table: `connvo docs example-id TABLE`
+//! prints some, see [`example_id`]) and timestamps.
 //!
 //! # Example alignment, and why the list cannot drift
 //!
@@ -87,5 +88,5 @@ pub mod validate;
 
 pub use align::{aligned_paths, check_response};
 pub use openapi::{OpenApiOptions, openapi};
-pub use standard::{Example, ExampleLabel, FunctionDoc, Problem, Severity};
+pub use standard::{Example, ExampleLabel, FunctionDoc, Problem, Severity, example_id};
 pub use validate::{Finding, Report, VERBS, ValidateOptions, validate, validate_with};

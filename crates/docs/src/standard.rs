@@ -365,9 +365,48 @@ fn parse_example(s: &Section, problems: &mut Vec<Problem>) -> Option<Example> {
     }
 }
 
+/// A valid, deterministic document id of `table` for examples: the `n`th
+/// (from 1) of a fixed sequence per table, so examples can use realistic ids
+/// that pass `v.id(table)` validators. `connvo docs example-id TABLE` prints
+/// them.
+pub fn example_id(table: &str, n: u64) -> String {
+    // FNV-1a of the table name, then splitmix64 to fill the random bytes.
+    let mut state = table
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+        })
+        .wrapping_add(n.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+    let mut next = || {
+        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    };
+    let mut random = [0u8; 16];
+    random[..8].copy_from_slice(&next().to_le_bytes());
+    random[8..].copy_from_slice(&next().to_le_bytes());
+    values::DocumentId::new(values::table_number(table), random).encode()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn example_ids_are_valid_and_deterministic() {
+        let a = example_id("messages", 1);
+        assert_eq!(a, example_id("messages", 1));
+        assert_ne!(a, example_id("messages", 2));
+        assert_ne!(a, example_id("users", 1));
+        let v = values::v::id("messages");
+        assert!(v.validate(&values::Value::from(a.as_str())).is_ok());
+        assert!(
+            v.validate(&values::Value::from(example_id("users", 1).as_str()))
+                .is_err()
+        );
+    }
 
     const GOOD: &str = "@summary Lists the messages\n  of a channel\n@description Returns \
                         every message.\n\nSecond paragraph.\n\n@example request\n```json\n{\"args\": \
