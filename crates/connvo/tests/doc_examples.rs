@@ -54,6 +54,15 @@ const ADA: User = User {
     role: "admin",
 };
 
+/// Another member of Ada's organization (people examples).
+const GRACE: User = User {
+    subject: "user_01JH8A2B3C4D5E6F7G8H9J0K1M",
+    email: "grace@example.com",
+    name: "Grace Hopper",
+    org: "org_01JH7ZM2V8K4R6T1Y3B5N7Q9WX",
+    role: "member",
+};
+
 /// Who calls the function in its examples.
 #[derive(Clone, Copy)]
 enum Caller {
@@ -91,6 +100,70 @@ fn cases() -> Vec<Case> {
         case("testing/auth:whoami", Dev(&ADA), no_seed),
         case("testing/actions:echo", Anonymous, no_seed),
         case("testing/actions:sendViaMutation", Dev(&ADA), no_seed),
+        case("users/queries:getCurrentUser", Dev(&ADA), people::ada),
+        case(
+            "users/queries:getUserById",
+            Dev(&ADA),
+            people::other_org_user,
+        ),
+        case(
+            "users/queries:getUserProfile",
+            Dev(&ADA),
+            people::same_org_user,
+        ),
+        case(
+            "users/queries:getOnboardingState",
+            Dev(&ADA),
+            people::ada_onboarded,
+        ),
+        case(
+            "users/queries:listActiveUsersInOrg",
+            Dev(&ADA),
+            people::same_org_user,
+        ),
+        case("users/queries:exportMyData", Dev(&ADA), people::ada),
+        case("users/mutations:upsertUser", Dev(&ADA), no_seed),
+        case("users/mutations:updateUserProfile", Dev(&ADA), people::ada),
+        case(
+            "users/mutations:updateUserInterests",
+            Dev(&ADA),
+            people::ada_catalog,
+        ),
+        case(
+            "users/mutations:deactivateUser",
+            Dev(&ADA),
+            people::same_org_user,
+        ),
+        case("users/mutations:updateLastSeen", Dev(&ADA), people::ada),
+        case(
+            "users/mutations:saveOnboarding",
+            Dev(&ADA),
+            people::ada_catalog,
+        ),
+        case("users/mutations:deleteMyAccount", Dev(&ADA), people::ada),
+        case(
+            "profiles/queries:getCurrentUserProfile",
+            Dev(&ADA),
+            people::ada_profile,
+        ),
+        case(
+            "profiles/queries:getProfileByUserIdPublic",
+            Dev(&ADA),
+            people::grace_profile,
+        ),
+        case("profiles/mutations:updateProfile", Dev(&ADA), people::ada),
+        case("profiles/mutations:createProfile", Dev(&ADA), people::ada),
+        case(
+            "interests/queries:listCatalog",
+            Dev(&ADA),
+            people::ada_catalog,
+        ),
+        case(
+            "settings/queries:getCurrentUserSettings",
+            Dev(&ADA),
+            people::ada_settings,
+        ),
+        case("settings/mutations:updateSettings", Dev(&ADA), people::ada),
     ]
 }
 
@@ -411,4 +484,202 @@ fn aligned_list_is_complete() {
         cases,
         "the docs crate was built with an older aligned.txt"
     );
+}
+
+/// Seeds of the users, profiles, interests and settings examples.
+mod people {
+    use super::{ADA, Caller, FunctionKind, GRACE, Harness, Seeded, Substitutions, User, json};
+
+    /// The example id of Ada's user row.
+    const EX_ADA: &str = "22k2b8faxw354j6qw680mkfk75yzpk7pgt20";
+    /// The example id of the other user of an example.
+    const EX_OTHER: &str = "3w2bffyqxsrdzstkfq19r8c86xyzpk7p4hkg";
+
+    async fn mutation(
+        h: &Harness,
+        caller: Caller,
+        path: &str,
+        args: serde_json::Value,
+    ) -> anyhow::Result<serde_json::Value> {
+        h.call(caller, FunctionKind::Mutation, path, args).await
+    }
+
+    /// Signs `user` in (`upsertUser` from the token); returns the user id.
+    async fn provision(h: &Harness, user: &'static User) -> anyhow::Result<String> {
+        let id = mutation(
+            h,
+            Caller::Dev(user),
+            "users/mutations:upsertUser",
+            json!({}),
+        )
+        .await?;
+        Ok(id.as_str().unwrap_or_default().to_owned())
+    }
+
+    async fn catalog(h: &Harness) -> anyhow::Result<()> {
+        mutation(
+            h,
+            Caller::Anonymous,
+            "interests/queries:seedDefault",
+            json!({}),
+        )
+        .await?;
+        Ok(())
+    }
+
+    fn subs(pairs: &[(&str, &str)]) -> Substitutions {
+        pairs
+            .iter()
+            .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
+            .collect()
+    }
+
+    /// Ada, signed in.
+    pub(super) fn ada(h: &Harness) -> Seeded<'_> {
+        Box::pin(async move {
+            let ada = provision(h, &ADA).await?;
+            Ok(subs(&[(EX_ADA, &ada)]))
+        })
+    }
+
+    /// The default interest catalog and Ada.
+    pub(super) fn ada_catalog(h: &Harness) -> Seeded<'_> {
+        Box::pin(async move {
+            catalog(h).await?;
+            let ada = provision(h, &ADA).await?;
+            Ok(subs(&[(EX_ADA, &ada)]))
+        })
+    }
+
+    /// Ada with the profile of the `getCurrentUserProfile` example.
+    pub(super) fn ada_profile(h: &Harness) -> Seeded<'_> {
+        Box::pin(async move {
+            let ada = provision(h, &ADA).await?;
+            mutation(
+                h,
+                Caller::Dev(&ADA),
+                "profiles/mutations:updateProfile",
+                json!({
+                    "bio": "Analytical engine programmer and mathematician.",
+                    "languages": ["English", "French"],
+                    "age": 36,
+                    "gender": "female",
+                    "field": "Mathematics",
+                    "jobTitle": "Lead Engineer",
+                    "company": "Analytical Engines Ltd",
+                    "linkedinUrl": "https://www.linkedin.com/in/ada-lovelace"
+                }),
+            )
+            .await?;
+            Ok(subs(&[(EX_ADA, &ada)]))
+        })
+    }
+
+    /// Ada with push notifications off.
+    pub(super) fn ada_settings(h: &Harness) -> Seeded<'_> {
+        Box::pin(async move {
+            let ada = provision(h, &ADA).await?;
+            mutation(
+                h,
+                Caller::Dev(&ADA),
+                "settings/mutations:updateSettings",
+                json!({"pushNotifications": false}),
+            )
+            .await?;
+            Ok(subs(&[(EX_ADA, &ada)]))
+        })
+    }
+
+    /// Ada after the onboarding form of the `saveOnboarding` example.
+    pub(super) fn ada_onboarded(h: &Harness) -> Seeded<'_> {
+        Box::pin(async move {
+            catalog(h).await?;
+            let ada = provision(h, &ADA).await?;
+            mutation(
+                h,
+                Caller::Dev(&ADA),
+                "users/mutations:saveOnboarding",
+                json!({
+                    "age": 36,
+                    "gender": "female",
+                    "field": "Mathematics",
+                    "jobTitle": "Lead Engineer",
+                    "company": "Analytical Engines Ltd",
+                    "bio": "Analytical engine programmer and mathematician.",
+                    "interests": [{"id": "ai-ml", "name": "AI / ML", "category": "academic"}]
+                }),
+            )
+            .await?;
+            Ok(subs(&[(EX_ADA, &ada)]))
+        })
+    }
+
+    /// Ada, and Katherine: a user of no organization (created internally).
+    pub(super) fn other_org_user(h: &Harness) -> Seeded<'_> {
+        Box::pin(async move {
+            let ada = provision(h, &ADA).await?;
+            let other = mutation(
+                h,
+                Caller::Anonymous,
+                "users/mutations:createUser",
+                json!({
+                    "workosUserId": "user_01JH8D5E6F7G8H9J0K1M2N3P4Q",
+                    "email": "katherine@example.com",
+                    "displayName": "Katherine Johnson"
+                }),
+            )
+            .await?;
+            Ok(subs(&[
+                (EX_ADA, &ada),
+                (EX_OTHER, other.as_str().unwrap_or_default()),
+            ]))
+        })
+    }
+
+    /// Ada, then Grace, a member of Ada's organization (created internally).
+    pub(super) fn same_org_user(h: &Harness) -> Seeded<'_> {
+        Box::pin(async move {
+            let ada = provision(h, &ADA).await?;
+            let other = mutation(
+                h,
+                Caller::Anonymous,
+                "users/mutations:createUser",
+                json!({
+                    "workosUserId": GRACE.subject,
+                    "email": GRACE.email,
+                    "displayName": GRACE.name,
+                    "orgId": GRACE.org,
+                    "orgRole": GRACE.role
+                }),
+            )
+            .await?;
+            Ok(subs(&[
+                (EX_ADA, &ada),
+                (EX_OTHER, other.as_str().unwrap_or_default()),
+            ]))
+        })
+    }
+
+    /// Ada, and Grace signed in with the public profile of the example.
+    pub(super) fn grace_profile(h: &Harness) -> Seeded<'_> {
+        Box::pin(async move {
+            let ada = provision(h, &ADA).await?;
+            let grace = provision(h, &GRACE).await?;
+            mutation(
+                h,
+                Caller::Dev(&GRACE),
+                "profiles/mutations:updateProfile",
+                json!({
+                    "bio": "Compiler pioneer; ask me about COBOL.",
+                    "languages": ["English"],
+                    "field": "Computer Science",
+                    "jobTitle": "Rear Admiral",
+                    "company": "US Navy",
+                    "age": 85
+                }),
+            )
+            .await?;
+            Ok(subs(&[(EX_ADA, &ada), (EX_OTHER, &grace)]))
+        })
+    }
 }

@@ -41,15 +41,6 @@ use crate::auth::require_user;
 ///   }
 /// }
 /// ```
-///
-/// @example response-error
-/// ```json
-/// {
-///   "status": "error",
-///   "errorMessage": "Authentication required",
-///   "errorData": {"code": "UNAUTHORIZED", "message": "Authentication required", "statusCode": 401}
-/// }
-/// ```
 #[macros::function(
     query,
     path = "settings/queries:getCurrentUserSettings",

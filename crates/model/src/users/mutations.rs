@@ -81,7 +81,7 @@ struct Resolved {
 ///
 /// @example request
 /// ```json
-/// {"args": {"workosUserId": "user_01JH7ZK3QX5T8B2M9W4N6P0RCD", "email": "ada@analytical.example", "displayName": "Ada Lovelace"}}
+/// {"args": {"workosUserId": "user_01JH7ZK3QX5T8B2M9W4N6P0RCD", "email": "ada@example.com", "displayName": "Ada Lovelace"}}
 /// ```
 ///
 /// @example response
@@ -91,7 +91,7 @@ struct Resolved {
 ///
 /// @example request-error
 /// ```json
-/// {"args": {"workosUserId": "user_01JH7ZK3QX5T8B2M9W4N6P0RCD", "email": "ada@analytical.example", "orgRole": "admin"}}
+/// {"args": {"workosUserId": "user_01JH7ZK3QX5T8B2M9W4N6P0RCD", "email": "ada@example.com", "orgRole": "member"}}
 /// ```
 ///
 /// @example response-error
@@ -500,7 +500,7 @@ struct UserIdArgs {
     user_id: Id<Users>,
 }
 
-/// @summary Deactivates a user account
+/// @summary Disables (deactivates) a user account
 ///
 /// @description Sets `isActive: false` on `userId`. From then on the user is
 /// refused by every function (`FORBIDDEN`), including sign-in provisioning,

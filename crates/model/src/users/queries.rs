@@ -59,11 +59,11 @@ fn sees_everything(caller: &CurrentUser, target: &database::Document) -> bool {
 ///     "_id": "22k2b8faxw354j6qw680mkfk75yzpk7pgt20",
 ///     "_creationTime": 1768469400000.001,
 ///     "workosUserId": "user_01JH7ZK3QX5T8B2M9W4N6P0RCD",
-///     "email": "ada@analytical.example",
+///     "email": "ada@example.com",
 ///     "emailVerified": true,
 ///     "profileSource": "token",
-///     "orgId": "org_01JH7ZM4A5B6C7D8E9F0G1H2J3",
-///     "orgRole": "member",
+///     "orgId": "org_01JH7ZM2V8K4R6T1Y3B5N7Q9WX",
+///     "orgRole": "admin",
 ///     "displayName": "Ada Lovelace",
 ///     "isActive": true,
 ///     "lastSeenAt": 1768469400000,
@@ -105,8 +105,7 @@ async fn get_current_user(ctx: QueryCtx, _args: Value) -> Result<Value> {
 ///   "status": "success",
 ///   "value": {
 ///     "_id": "3w2bffyqxsrdzstkfq19r8c86xyzpk7p4hkg",
-///     "displayName": "Grace Hopper",
-///     "avatarUrl": "https://avatars.connvo.example/grace.png",
+///     "displayName": "Katherine Johnson",
 ///     "isActive": true
 ///   }
 /// }
@@ -162,10 +161,9 @@ fn user_summary_validator() -> Validator {
 ///   "value": {
 ///     "_id": "3w2bffyqxsrdzstkfq19r8c86xyzpk7p4hkg",
 ///     "displayName": "Grace Hopper",
-///     "avatarUrl": "https://avatars.connvo.example/grace.png",
 ///     "isActive": true,
-///     "orgId": "org_01JH7ZM4A5B6C7D8E9F0G1H2J3",
-///     "orgRole": "admin"
+///     "orgId": "org_01JH7ZM2V8K4R6T1Y3B5N7Q9WX",
+///     "orgRole": "member"
 ///   }
 /// }
 /// ```
@@ -282,7 +280,7 @@ struct ListArgs {
 ///
 /// @example request
 /// ```json
-/// {"args": {"paginationOpts": {"numItems": 2, "cursor": null}}}
+/// {"args": {"paginationOpts": {"numItems": 10, "cursor": null}}}
 /// ```
 ///
 /// @example response
@@ -291,7 +289,7 @@ struct ListArgs {
 ///   "status": "success",
 ///   "value": {
 ///     "page": [
-///       {"_id": "3w2bffyqxsrdzstkfq19r8c86xyzpk7p4hkg", "displayName": "Grace Hopper", "avatarUrl": "https://avatars.connvo.example/grace.png", "isActive": true},
+///       {"_id": "3w2bffyqxsrdzstkfq19r8c86xyzpk7p4hkg", "displayName": "Grace Hopper", "isActive": true},
 ///       {"_id": "22k2b8faxw354j6qw680mkfk75yzpk7pgt20", "displayName": "Ada Lovelace", "isActive": true}
 ///     ],
 ///     "isDone": true,
@@ -370,16 +368,29 @@ async fn list_active_users_in_org(ctx: QueryCtx, args: ListArgs) -> Result<Value
 ///           "_id": "22k2b8faxw354j6qw680mkfk75yzpk7pgt20",
 ///           "_creationTime": 1768469400000.001,
 ///           "workosUserId": "user_01JH7ZK3QX5T8B2M9W4N6P0RCD",
-///           "email": "ada@analytical.example",
+///           "email": "ada@example.com",
 ///           "emailVerified": true,
 ///           "profileSource": "token",
+///           "orgId": "org_01JH7ZM2V8K4R6T1Y3B5N7Q9WX",
+///           "orgRole": "admin",
 ///           "displayName": "Ada Lovelace",
 ///           "isActive": true,
+///           "lastSeenAt": 1768469400000,
 ///           "createdAt": 1768469400000,
 ///           "updatedAt": 1768469400000
 ///         }
 ///       ],
-///       "profiles": [],
+///       "profiles": [
+///         {
+///           "_id": "wqp5t42e06tcw43j1pg76q8615ajzmsqjes0",
+///           "_creationTime": 1768469400000.002,
+///           "userId": "22k2b8faxw354j6qw680mkfk75yzpk7pgt20",
+///           "displayName": "Ada Lovelace",
+///           "languages": [],
+///           "createdAt": 1768469400000,
+///           "updatedAt": 1768469400000
+///         }
+///       ],
 ///       "userSettings": [],
 ///       "userInterests": [],
 ///       "customInterests": [],
