@@ -12,7 +12,7 @@
 # target/schemathesis-venv (created on first use).
 #
 # Environment: CONNVO_BIN (default: build and use target/debug/connvo),
-# SCHEMATHESIS_MAX_EXAMPLES (per operation and phase, default 100),
+# SCHEMATHESIS_MAX_EXAMPLES (per operation and phase, default 50),
 # SCHEMATHESIS_SEED (default 1), SCHEMATHESIS_TIMEOUT (seconds for the
 # schemathesis run, default 150).
 set -euo pipefail
@@ -21,7 +21,7 @@ cd "$(dirname "$0")/.."
 SCHEMATHESIS_VERSION=4.32.5
 SPEC_VALIDATOR_VERSION=0.7.2
 VENV=target/schemathesis-venv
-MAX_EXAMPLES=${SCHEMATHESIS_MAX_EXAMPLES:-100}
+MAX_EXAMPLES=${SCHEMATHESIS_MAX_EXAMPLES:-50}
 SEED=${SCHEMATHESIS_SEED:-1}
 RUN_TIMEOUT=${SCHEMATHESIS_TIMEOUT:-150}
 
