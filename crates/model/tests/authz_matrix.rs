@@ -1,0 +1,478 @@
+//! The authorization matrix of the meetings and messaging domains: every
+//! public function × {anonymous, user of another org, non-participant,
+//! observer, participant, host, org admin}, each cell asserting success or
+//! the exact error code. Every cell runs against a fresh meeting (hosted by
+//! `host`, with `participant`, `observer` and a second participant whose
+//! messages and membership are the targets of host actions), so cells
+//! cannot influence each other.
+//!
+//! The org admin is an admin of the meeting's organization who does not
+//! take part in it: organization roles grant no access to meetings.
+#![allow(missing_docs)]
+
+mod meetings_support;
+
+use std::collections::BTreeSet;
+
+use errors::ErrorCode;
+use meetings_support::{Env, ORG_A, ORG_B, TestUser};
+use runtime::{FunctionKind, Visibility};
+use serde_json::{Value as Json, json};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Caller {
+    Anonymous,
+    OtherOrg,
+    NonParticipant,
+    Observer,
+    Participant,
+    Host,
+    OrgAdmin,
+}
+
+const CALLERS: [Caller; 7] = [
+    Caller::Anonymous,
+    Caller::OtherOrg,
+    Caller::NonParticipant,
+    Caller::Observer,
+    Caller::Participant,
+    Caller::Host,
+    Caller::OrgAdmin,
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Allowed,
+    Denied(ErrorCode),
+}
+
+use Outcome::{Allowed, Denied};
+
+const UNAUTH: Outcome = Denied(ErrorCode::Unauthorized);
+const FORBID: Outcome = Denied(ErrorCode::Forbidden);
+const ROLE: Outcome = Denied(ErrorCode::InsufficientPermissions);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// No meeting is needed.
+    None,
+    Scheduled,
+    Active,
+}
+
+/// What a cell's arguments can refer to.
+struct Fixture {
+    meeting: String,
+    /// The caller's user id (the second participant's for anonymous).
+    caller_id: String,
+    /// A message by the second participant.
+    others_message: String,
+    /// A message by the caller (the observer's was written before being
+    /// demoted); the second participant's for callers without one.
+    own_message: String,
+    /// The second participant (target of host actions).
+    target: String,
+    /// A user who is not in the meeting.
+    outsider: String,
+}
+
+struct Row {
+    path: &'static str,
+    kind: FunctionKind,
+    /// A variant label when a function has several rows.
+    variant: &'static str,
+    state: State,
+    args: fn(&Fixture) -> Json,
+    /// In the order of [`CALLERS`].
+    expect: [Outcome; 7],
+}
+
+fn row(
+    path: &'static str,
+    kind: FunctionKind,
+    state: State,
+    args: fn(&Fixture) -> Json,
+    expect: [Outcome; 7],
+) -> Row {
+    Row {
+        path,
+        kind,
+        variant: "",
+        state,
+        args,
+        expect,
+    }
+}
+
+fn m(f: &Fixture) -> Json {
+    json!({ "meetingId": f.meeting })
+}
+
+/// Reads: any participant, observers included.
+const READ: [Outcome; 7] = [UNAUTH, FORBID, FORBID, Allowed, Allowed, Allowed, FORBID];
+/// Host-only management.
+const HOST: [Outcome; 7] = [UNAUTH, FORBID, FORBID, ROLE, ROLE, Allowed, FORBID];
+/// Writes by participants and hosts.
+const WRITE: [Outcome; 7] = [UNAUTH, FORBID, FORBID, ROLE, Allowed, Allowed, FORBID];
+/// Any signed-in user.
+const SIGNED_IN: [Outcome; 7] = [UNAUTH, Allowed, Allowed, Allowed, Allowed, Allowed, Allowed];
+
+fn rows() -> Vec<Row> {
+    use FunctionKind::{Mutation, Query};
+    let mut rows = vec![
+        // meetings/lifecycle
+        row(
+            "meetings/lifecycle:createMeeting",
+            Mutation,
+            State::None,
+            |_| json!({ "title": "Matrix check" }),
+            SIGNED_IN,
+        ),
+        row(
+            "meetings/lifecycle:startMeeting",
+            Mutation,
+            State::Scheduled,
+            m,
+            HOST,
+        ),
+        row(
+            "meetings/lifecycle:endMeeting",
+            Mutation,
+            State::Active,
+            m,
+            HOST,
+        ),
+        row(
+            "meetings/lifecycle:cancelMeeting",
+            Mutation,
+            State::Scheduled,
+            m,
+            HOST,
+        ),
+        row(
+            "meetings/lifecycle:addParticipant",
+            Mutation,
+            State::Scheduled,
+            |f| json!({ "meetingId": f.meeting, "userId": f.outsider, "role": "participant" }),
+            HOST,
+        ),
+        row(
+            "meetings/lifecycle:addMultipleParticipants",
+            Mutation,
+            State::Scheduled,
+            |f| {
+                json!({
+                    "meetingId": f.meeting,
+                    "participants": [{"userId": f.outsider, "role": "observer"}],
+                })
+            },
+            HOST,
+        ),
+        row(
+            "meetings/lifecycle:removeParticipant",
+            Mutation,
+            State::Scheduled,
+            |f| json!({ "meetingId": f.meeting, "userId": f.target }),
+            HOST,
+        ),
+        row(
+            "meetings/lifecycle:updateParticipantRole",
+            Mutation,
+            State::Scheduled,
+            |f| json!({ "meetingId": f.meeting, "userId": f.target, "newRole": "observer" }),
+            HOST,
+        ),
+        row(
+            "meetings/lifecycle:joinMeeting",
+            Mutation,
+            State::Active,
+            m,
+            READ,
+        ),
+        // Scheduled, so that the host is not the last host of an active
+        // meeting (that is a CONFLICT, tested in meetings.rs).
+        row(
+            "meetings/lifecycle:leaveMeeting",
+            Mutation,
+            State::Scheduled,
+            m,
+            READ,
+        ),
+        row(
+            "meetings/lifecycle:getMeetingConnectionInfo",
+            Mutation,
+            State::Active,
+            m,
+            READ,
+        ),
+        // meetings/queries
+        row(
+            "meetings/queries:getMeeting",
+            Query,
+            State::Scheduled,
+            m,
+            READ,
+        ),
+        row(
+            "meetings/queries:listUserMeetings",
+            Query,
+            State::Scheduled,
+            |_| json!({}),
+            SIGNED_IN,
+        ),
+        row(
+            "meetings/queries:listMeetingParticipants",
+            Query,
+            State::Scheduled,
+            m,
+            READ,
+        ),
+        // meetings/stateTracking
+        row(
+            "meetings/stateTracking:updateSpeakingStats",
+            Mutation,
+            State::Active,
+            |f| json!({ "meetingId": f.meeting, "userId": f.caller_id, "speakingDurationMs": 1200 }),
+            WRITE,
+        ),
+        row(
+            "meetings/stateTracking:updateCurrentTopics",
+            Mutation,
+            State::Active,
+            |f| json!({ "meetingId": f.meeting, "topics": ["pricing"] }),
+            WRITE,
+        ),
+        row(
+            "meetings/stateTracking:recordActivity",
+            Mutation,
+            State::Active,
+            |f| json!({ "meetingId": f.meeting, "activityType": "speaking" }),
+            WRITE,
+        ),
+        // messaging
+        row(
+            "messaging/mutations:sendMessage",
+            Mutation,
+            State::Scheduled,
+            |f| json!({ "meetingId": f.meeting, "content": "Hello from the matrix" }),
+            WRITE,
+        ),
+        row(
+            "messaging/queries:listMessages",
+            Query,
+            State::Scheduled,
+            |f| json!({ "meetingId": f.meeting, "paginationOpts": {"numItems": 10, "cursor": null} }),
+            READ,
+        ),
+        row(
+            "messaging/queries:listThread",
+            Query,
+            State::Scheduled,
+            |f| json!({ "messageId": f.others_message }),
+            READ,
+        ),
+    ];
+    rows.push(Row {
+        variant: "own message",
+        ..row(
+            "messaging/mutations:editMessage",
+            Mutation,
+            State::Scheduled,
+            |f| json!({ "messageId": f.own_message, "content": "Edited" }),
+            WRITE,
+        )
+    });
+    rows.push(Row {
+        variant: "another's message",
+        ..row(
+            "messaging/mutations:editMessage",
+            Mutation,
+            State::Scheduled,
+            |f| json!({ "messageId": f.others_message, "content": "Edited" }),
+            [UNAUTH, FORBID, FORBID, ROLE, FORBID, FORBID, FORBID],
+        )
+    });
+    rows.push(Row {
+        variant: "own message",
+        ..row(
+            "messaging/mutations:deleteMessage",
+            Mutation,
+            State::Scheduled,
+            |f| json!({ "messageId": f.own_message }),
+            WRITE,
+        )
+    });
+    rows.push(Row {
+        variant: "another's message",
+        ..row(
+            "messaging/mutations:deleteMessage",
+            Mutation,
+            State::Scheduled,
+            |f| json!({ "messageId": f.others_message }),
+            [UNAUTH, FORBID, FORBID, ROLE, FORBID, Allowed, FORBID],
+        )
+    });
+    rows
+}
+
+struct People {
+    host: TestUser,
+    participant: TestUser,
+    observer: TestUser,
+    second: TestUser,
+    non_participant: TestUser,
+    other_org: TestUser,
+    org_admin: TestUser,
+}
+
+impl People {
+    fn caller(&self, c: Caller) -> Option<&TestUser> {
+        match c {
+            Caller::Anonymous => None,
+            Caller::OtherOrg => Some(&self.other_org),
+            Caller::NonParticipant => Some(&self.non_participant),
+            Caller::Observer => Some(&self.observer),
+            Caller::Participant => Some(&self.participant),
+            Caller::Host => Some(&self.host),
+            Caller::OrgAdmin => Some(&self.org_admin),
+        }
+    }
+}
+
+async fn send(env: &Env, who: &TestUser, meeting: &str, content: &str) -> String {
+    env.mutation(
+        who,
+        "messaging/mutations:sendMessage",
+        json!({ "meetingId": meeting, "content": content }),
+    )
+    .await
+    .expect("sendMessage")
+    .as_str()
+    .unwrap()
+    .to_owned()
+}
+
+async fn fixture(env: &Env, p: &People, state: State, caller: Caller, n: usize) -> Fixture {
+    let outsider = env.user(fresh_name(n), Some(ORG_A), "member").await;
+    if state == State::None {
+        return Fixture {
+            meeting: String::new(),
+            caller_id: p
+                .caller(caller)
+                .map_or(p.second.id.clone(), |u| u.id.clone()),
+            others_message: String::new(),
+            own_message: String::new(),
+            target: p.second.id.clone(),
+            outsider: outsider.id,
+        };
+    }
+    // The observer starts as a participant so that it can own a message.
+    let meeting = env
+        .meeting(
+            &p.host,
+            &[
+                (&p.participant, "participant"),
+                (&p.observer, "participant"),
+                (&p.second, "participant"),
+            ],
+        )
+        .await;
+    let others_message = send(env, &p.second, &meeting, "A message by someone else").await;
+    let own_message = match caller {
+        Caller::Participant => send(env, &p.participant, &meeting, "Mine").await,
+        Caller::Host => send(env, &p.host, &meeting, "Mine").await,
+        Caller::Observer => send(env, &p.observer, &meeting, "Mine, before demotion").await,
+        _ => others_message.clone(),
+    };
+    env.mutation(
+        &p.host,
+        "meetings/lifecycle:updateParticipantRole",
+        json!({ "meetingId": meeting, "userId": p.observer.id, "newRole": "observer" }),
+    )
+    .await
+    .expect("demote observer");
+    if state == State::Active {
+        env.start(&p.host, &meeting).await;
+    }
+    Fixture {
+        caller_id: p
+            .caller(caller)
+            .map_or(p.second.id.clone(), |u| u.id.clone()),
+        meeting,
+        others_message,
+        own_message,
+        target: p.second.id.clone(),
+        outsider: outsider.id,
+    }
+}
+
+/// Distinct names for the per-cell outsiders.
+fn fresh_name(n: usize) -> &'static str {
+    Box::leak(format!("outsider{n}").into_boxed_str())
+}
+
+#[tokio::test]
+async fn authorization_matrix_of_meetings_and_messaging() {
+    let env = Env::new().await;
+    let people = People {
+        host: env.user("host", Some(ORG_A), "member").await,
+        participant: env.user("participant", Some(ORG_A), "member").await,
+        observer: env.user("observer", Some(ORG_A), "member").await,
+        second: env.user("second", Some(ORG_A), "member").await,
+        non_participant: env.user("bystander", Some(ORG_A), "member").await,
+        other_org: env.user("stranger", Some(ORG_B), "member").await,
+        org_admin: env.user("admin", Some(ORG_A), "admin").await,
+    };
+    let rows = rows();
+
+    // The matrix covers exactly the public functions of these domains.
+    let covered: BTreeSet<&str> = rows.iter().map(|r| r.path).collect();
+    let public: BTreeSet<String> = env
+        .rt
+        .registry()
+        .functions()
+        .filter(|f| f.visibility == Visibility::Public)
+        .map(|f| f.path.clone())
+        .filter(|p| p.starts_with("meetings/") || p.starts_with("messaging/"))
+        .collect();
+    assert_eq!(
+        covered,
+        public.iter().map(String::as_str).collect::<BTreeSet<_>>(),
+        "every public meetings/messaging function needs matrix rows"
+    );
+
+    let mut failures = Vec::new();
+    let mut cells = 0;
+    for row in &rows {
+        let spec = env.rt.registry().get(row.path).expect("registered");
+        assert_eq!(spec.kind, row.kind, "{}", row.path);
+        for (caller, expected) in CALLERS.iter().zip(row.expect) {
+            // A new rate-limit window for every cell.
+            env.clock.advance_ms(10_000);
+            let fx = fixture(&env, &people, row.state, *caller, cells).await;
+            cells += 1;
+            let result = env
+                .call(people.caller(*caller), row.kind, row.path, (row.args)(&fx))
+                .await;
+            let got = match &result {
+                Ok(_) => Allowed,
+                Err(e) => Denied(e.code()),
+            };
+            if got != expected {
+                failures.push(format!(
+                    "{} {} as {caller:?}: expected {expected:?}, got {got:?} ({})",
+                    row.path,
+                    row.variant,
+                    result.err().map(|e| e.to_string()).unwrap_or_default()
+                ));
+            }
+        }
+    }
+    assert_eq!(cells, rows.len() * CALLERS.len());
+    assert!(
+        failures.is_empty(),
+        "{} of {cells} cells differ:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
