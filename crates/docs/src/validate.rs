@@ -32,6 +32,7 @@ pub const VERBS: &[&str] = &[
     "Builds",
     "Calculates",
     "Cancels",
+    "Changes",
     "Checks",
     "Cleans",
     "Clears",
