@@ -97,6 +97,14 @@ struct ServeArgs {
     /// WorkOS API base URL (for tests against a local fake).
     #[arg(long, env = "CONNVO_WORKOS_API_BASE", default_value = auth::DEFAULT_WORKOS_API_BASE)]
     workos_api_base: String,
+    /// WorkOS API key (`sk_…`): lets the server read a user's email and name
+    /// from the WorkOS user API when the token carries none.
+    #[arg(long, env = "WORKOS_API_KEY", hide_env_values = true)]
+    workos_api_key: Option<String>,
+    /// WorkOS webhook secret: enables `POST /webhooks/workos` (user and
+    /// organization-membership events, `WorkOS-Signature` verified).
+    #[arg(long, env = "WORKOS_WEBHOOK_SECRET", hide_env_values = true)]
+    workos_webhook_secret: Option<String>,
     /// Whether dev tokens (`connvo dev-token`) are trusted.
     #[arg(long, env = "CONNVO_DEV_AUTH", value_enum, default_value_t = DevAuth::Auto)]
     dev_auth: DevAuth,
@@ -249,7 +257,20 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             test_functions: args.test_functions,
         },
     );
+    if let Some(api_key) = &args.workos_api_key {
+        model::users::workos::register_api(
+            &mut registry,
+            model::users::workos::WorkosApi {
+                api_key: api_key.clone(),
+                api_base: args.workos_api_base.clone(),
+            },
+        );
+        tracing::info!("WorkOS user API configured");
+    }
     let runtime = Runtime::new(db, registry, RuntimeConfig::default());
+    model::on_start(&runtime)
+        .await
+        .map_err(|e| anyhow::anyhow!("start-up: {e}"))?;
     let auth = auth_config(&args)?;
 
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
@@ -265,7 +286,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         config,
         Some(metrics),
         shutdown_rx.clone(),
-    );
+    )
+    .with_webhooks(server::webhooks::WebhookConfig {
+        workos: args
+            .workos_webhook_secret
+            .clone()
+            .map(server::webhooks::WorkosWebhook::new),
+    });
 
     let mut scheduler_shutdown = shutdown_rx.clone();
     let scheduler = tokio::spawn(runtime.clone().run_scheduler(async move {

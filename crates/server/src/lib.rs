@@ -26,6 +26,7 @@ pub mod docs;
 pub mod http;
 pub mod live;
 pub mod sync;
+pub mod webhooks;
 
 /// Transport limits and options.
 #[derive(Debug, Clone)]
@@ -95,6 +96,8 @@ pub struct AppState {
     pub connections: Arc<Semaphore>,
     /// Becomes `true` when the server is shutting down.
     pub shutdown: watch::Receiver<bool>,
+    /// Inbound webhooks (none configured by default).
+    pub webhooks: Arc<webhooks::WebhookConfig>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -121,7 +124,14 @@ impl AppState {
             live,
             metrics,
             shutdown,
+            webhooks: Arc::default(),
         }
+    }
+
+    /// Configures the inbound webhooks.
+    pub fn with_webhooks(mut self, webhooks: webhooks::WebhookConfig) -> Self {
+        self.webhooks = Arc::new(webhooks);
+        self
     }
 }
 
@@ -142,6 +152,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/{version}/sync", any(sync::upgrade))
         .route("/openapi.json", get(docs::openapi_json))
         .route("/docs", get(docs::reference))
+        .route("/webhooks/workos", post(webhooks::workos))
         .fallback(http::not_found)
         .method_not_allowed_fallback(http::method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))
