@@ -303,7 +303,7 @@ async fn users_by_email(
 /// {
 ///   "status": "success",
 ///   "value": {
-///     "meetingId": "j0ctad5rev7ezq726feb24d6z5vz3bpmta8g",
+///     "meetingId": "xqxdwss3njq9ptkdm2t4kmqxmnvz3bpmz8hg",
 ///     "webrtcReady": true,
 ///     "videoProvider": "webrtc",
 ///     "features": {"recording": false, "transcription": true, "maxParticipants": 4}
@@ -515,7 +515,7 @@ async fn add_one(
 /// ```json
 /// {
 ///   "args": {
-///     "meetingId": "j0ctad5rev7ezq726feb24d6z5vz3bpmta8g",
+///     "meetingId": "xqxdwss3njq9ptkdm2t4kmqxmnvz3bpmz8hg",
 ///     "userId": "9t3rk41mh68ymd9wetypndjsj5yzpk7prpc0",
 ///     "role": "participant"
 ///   }
@@ -581,7 +581,7 @@ struct AddItem {
 /// ```json
 /// {
 ///   "args": {
-///     "meetingId": "j0ctad5rev7ezq726feb24d6z5vz3bpmta8g",
+///     "meetingId": "xqxdwss3njq9ptkdm2t4kmqxmnvz3bpmz8hg",
 ///     "participants": [
 ///       {"userId": "9t3rk41mh68ymd9wetypndjsj5yzpk7prpc0", "role": "participant"},
 ///       {"userId": "f8smf5b6ntftmc6f61pj1h7et9yzpk7ptvn0", "role": "observer"}
@@ -720,7 +720,7 @@ async fn check_host_loss(db: &DbWriter, access: &Access, target: &Participant) -
 ///
 /// @example request
 /// ```json
-/// {"args": {"meetingId": "j0ctad5rev7ezq726feb24d6z5vz3bpmta8g", "userId": "9t3rk41mh68ymd9wetypndjsj5yzpk7prpc0"}}
+/// {"args": {"meetingId": "xqxdwss3njq9ptkdm2t4kmqxmnvz3bpmz8hg", "userId": "9t3rk41mh68ymd9wetypndjsj5yzpk7prpc0"}}
 /// ```
 ///
 /// @example response
@@ -787,7 +787,7 @@ struct RoleArgs {
 /// ```json
 /// {
 ///   "args": {
-///     "meetingId": "j0ctad5rev7ezq726feb24d6z5vz3bpmta8g",
+///     "meetingId": "xqxdwss3njq9ptkdm2t4kmqxmnvz3bpmz8hg",
 ///     "userId": "9t3rk41mh68ymd9wetypndjsj5yzpk7prpc0",
 ///     "newRole": "host"
 ///   }
@@ -890,7 +890,7 @@ fn room_id(meeting: &Meeting) -> Option<String> {
 ///
 /// @example request
 /// ```json
-/// {"args": {"meetingId": "j0ctad5rev7ezq726feb24d6z5vz3bpmta8g"}}
+/// {"args": {"meetingId": "xqxdwss3njq9ptkdm2t4kmqxmnvz3bpmz8hg"}}
 /// ```
 ///
 /// @example response
@@ -902,7 +902,7 @@ fn room_id(meeting: &Meeting) -> Option<String> {
 ///     "webrtcReady": true,
 ///     "videoProvider": "webrtc",
 ///     "roomInfo": {
-///       "roomId": "webrtc_j0ctad5rev7ezq726feb24d6z5vz3bpmta8g",
+///       "roomId": "webrtc_xqxdwss3njq9ptkdm2t4kmqxmnvz3bpmz8hg",
 ///       "iceServers": [
 ///         {"urls": "stun:stun.l.google.com:19302"},
 ///         {"urls": "stun:stun1.l.google.com:19302"}
@@ -1065,7 +1065,7 @@ async fn conclude(
 ///
 /// @example request
 /// ```json
-/// {"args": {"meetingId": "j0ctad5rev7ezq726feb24d6z5vz3bpmta8g"}}
+/// {"args": {"meetingId": "xqxdwss3njq9ptkdm2t4kmqxmnvz3bpmz8hg"}}
 /// ```
 ///
 /// @example response
@@ -1075,7 +1075,7 @@ async fn conclude(
 ///
 /// @example request-error
 /// ```json
-/// {"args": {"meetingId": "j0ctad5rev7ezq726feb24d6z5vz3bpmta8g"}}
+/// {"args": {"meetingId": "xqxdwss3njq9ptkdm2t4kmqxmnvz3bpmz8hg"}}
 /// ```
 ///
 /// @example response-error
@@ -1129,7 +1129,7 @@ async fn end_meeting(ctx: MutationCtx, args: MeetingArgs) -> Result<serde_json::
 ///
 /// @example request
 /// ```json
-/// {"args": {"meetingId": "j0ctad5rev7ezq726feb24d6z5vz3bpmta8g"}}
+/// {"args": {"meetingId": "xqxdwss3njq9ptkdm2t4kmqxmnvz3bpmz8hg"}}
 /// ```
 ///
 /// @example response
@@ -1193,7 +1193,7 @@ async fn cancel_meeting(ctx: MutationCtx, args: MeetingArgs) -> Result<Value> {
 ///
 /// @example request
 /// ```json
-/// {"args": {"meetingId": "j0ctad5rev7ezq726feb24d6z5vz3bpmta8g"}}
+/// {"args": {"meetingId": "xqxdwss3njq9ptkdm2t4kmqxmnvz3bpmz8hg"}}
 /// ```
 ///
 /// @example response
@@ -1253,7 +1253,7 @@ async fn join_meeting(ctx: MutationCtx, args: MeetingArgs) -> Result<serde_json:
 ///
 /// @example request
 /// ```json
-/// {"args": {"meetingId": "j0ctad5rev7ezq726feb24d6z5vz3bpmta8g"}}
+/// {"args": {"meetingId": "xqxdwss3njq9ptkdm2t4kmqxmnvz3bpmz8hg"}}
 /// ```
 ///
 /// @example response
@@ -1315,7 +1315,7 @@ async fn leave_meeting(ctx: MutationCtx, args: MeetingArgs) -> Result<serde_json
 ///
 /// @example request
 /// ```json
-/// {"args": {"meetingId": "j0ctad5rev7ezq726feb24d6z5vz3bpmta8g"}}
+/// {"args": {"meetingId": "xqxdwss3njq9ptkdm2t4kmqxmnvz3bpmz8hg"}}
 /// ```
 ///
 /// @example response
@@ -1326,7 +1326,7 @@ async fn leave_meeting(ctx: MutationCtx, args: MeetingArgs) -> Result<serde_json
 ///     "success": true,
 ///     "videoProvider": "webrtc",
 ///     "connectionInfo": {
-///       "roomId": "webrtc_j0ctad5rev7ezq726feb24d6z5vz3bpmta8g",
+///       "roomId": "webrtc_xqxdwss3njq9ptkdm2t4kmqxmnvz3bpmz8hg",
 ///       "iceServers": [
 ///         {"urls": "stun:stun.l.google.com:19302"},
 ///         {"urls": "stun:stun1.l.google.com:19302"}

@@ -96,7 +96,7 @@ struct MeetingArgs {
 ///
 /// @example request
 /// ```json
-/// {"args": {"meetingId": "j0ctad5rev7ezq726feb24d6z5vz3bpmta8g"}}
+/// {"args": {"meetingId": "xqxdwss3njq9ptkdm2t4kmqxmnvz3bpmz8hg"}}
 /// ```
 ///
 /// @example response
@@ -104,7 +104,7 @@ struct MeetingArgs {
 /// {
 ///   "status": "success",
 ///   "value": {
-///     "_id": "j0ctad5rev7ezq726feb24d6z5vz3bpmta8g",
+///     "_id": "xqxdwss3njq9ptkdm2t4kmqxmnvz3bpmz8hg",
 ///     "_creationTime": 1768469400000.001,
 ///     "organizerId": "f8smf5b6ntftmc6f61pj1h7et9yzpk7ptvn0",
 ///     "title": "Q1 planning kickoff",
@@ -176,7 +176,7 @@ struct ListArgs {
 ///   "status": "success",
 ///   "value": [
 ///     {
-///       "_id": "j0ctad5rev7ezq726feb24d6z5vz3bpmta8g",
+///       "_id": "xqxdwss3njq9ptkdm2t4kmqxmnvz3bpmz8hg",
 ///       "_creationTime": 1768469400000.001,
 ///       "organizerId": "f8smf5b6ntftmc6f61pj1h7et9yzpk7ptvn0",
 ///       "title": "Q1 planning kickoff",
@@ -275,7 +275,7 @@ fn participant_view_validator() -> Validator {
 ///
 /// @example request
 /// ```json
-/// {"args": {"meetingId": "j0ctad5rev7ezq726feb24d6z5vz3bpmta8g"}}
+/// {"args": {"meetingId": "xqxdwss3njq9ptkdm2t4kmqxmnvz3bpmz8hg"}}
 /// ```
 ///
 /// @example response
@@ -286,7 +286,7 @@ fn participant_view_validator() -> Validator {
 ///     {
 ///       "_id": "g40tq3tzqm7qh6f65p79s3fdnw7xvmfkx4cg",
 ///       "_creationTime": 1768469400000.002,
-///       "meetingId": "j0ctad5rev7ezq726feb24d6z5vz3bpmta8g",
+///       "meetingId": "xqxdwss3njq9ptkdm2t4kmqxmnvz3bpmz8hg",
 ///       "userId": "f8smf5b6ntftmc6f61pj1h7et9yzpk7ptvn0",
 ///       "role": "host",
 ///       "presence": "invited",
@@ -298,7 +298,7 @@ fn participant_view_validator() -> Validator {
 ///     {
 ///       "_id": "d9fgqrvf74r11dh6zqzyrwyhfr7xvmfkjbfg",
 ///       "_creationTime": 1768469400000.003,
-///       "meetingId": "j0ctad5rev7ezq726feb24d6z5vz3bpmta8g",
+///       "meetingId": "xqxdwss3njq9ptkdm2t4kmqxmnvz3bpmz8hg",
 ///       "userId": "9t3rk41mh68ymd9wetypndjsj5yzpk7prpc0",
 ///       "role": "participant",
 ///       "presence": "invited",

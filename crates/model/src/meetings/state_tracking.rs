@@ -114,7 +114,7 @@ struct SpeakingArgs {
 /// ```json
 /// {
 ///   "args": {
-///     "meetingId": "j0ctad5rev7ezq726feb24d6z5vz3bpmta8g",
+///     "meetingId": "xqxdwss3njq9ptkdm2t4kmqxmnvz3bpmz8hg",
 ///     "userId": "f8smf5b6ntftmc6f61pj1h7et9yzpk7ptvn0",
 ///     "speakingDurationMs": 4500
 ///   }
@@ -209,7 +209,7 @@ struct TopicsArgs {
 /// ```json
 /// {
 ///   "args": {
-///     "meetingId": "j0ctad5rev7ezq726feb24d6z5vz3bpmta8g",
+///     "meetingId": "xqxdwss3njq9ptkdm2t4kmqxmnvz3bpmz8hg",
 ///     "topics": ["hiring plan", "Q1 roadmap"]
 ///   }
 /// }
@@ -281,7 +281,7 @@ struct ActivityArgs {
 ///
 /// @example request
 /// ```json
-/// {"args": {"meetingId": "j0ctad5rev7ezq726feb24d6z5vz3bpmta8g", "activityType": "reaction"}}
+/// {"args": {"meetingId": "xqxdwss3njq9ptkdm2t4kmqxmnvz3bpmz8hg", "activityType": "reaction"}}
 /// ```
 ///
 /// @example response

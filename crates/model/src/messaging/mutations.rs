@@ -129,7 +129,7 @@ struct SendArgs {
 /// ```json
 /// {
 ///   "args": {
-///     "meetingId": "j0ctad5rev7ezq726feb24d6z5vz3bpmta8g",
+///     "meetingId": "xqxdwss3njq9ptkdm2t4kmqxmnvz3bpmz8hg",
 ///     "content": "Agenda: hiring plan, then the Q1 roadmap"
 ///   }
 /// }
@@ -142,7 +142,7 @@ struct SendArgs {
 ///
 /// @example request-error
 /// ```json
-/// {"args": {"meetingId": "j0ctad5rev7ezq726feb24d6z5vz3bpmta8g", "content": "  "}}
+/// {"args": {"meetingId": "xqxdwss3njq9ptkdm2t4kmqxmnvz3bpmz8hg", "content": "  "}}
 /// ```
 ///
 /// @example response-error

@@ -38,7 +38,7 @@ struct ListArgs {
 /// ```json
 /// {
 ///   "args": {
-///     "meetingId": "j0ctad5rev7ezq726feb24d6z5vz3bpmta8g",
+///     "meetingId": "xqxdwss3njq9ptkdm2t4kmqxmnvz3bpmz8hg",
 ///     "paginationOpts": {"numItems": 20, "cursor": null}
 ///   }
 /// }
@@ -53,7 +53,7 @@ struct ListArgs {
 ///       {
 ///         "_id": "13t09r4v4n00qvshgscd0sr5y9twskxqgfkg",
 ///         "_creationTime": 1768469400000.004,
-///         "meetingId": "j0ctad5rev7ezq726feb24d6z5vz3bpmta8g",
+///         "meetingId": "xqxdwss3njq9ptkdm2t4kmqxmnvz3bpmz8hg",
 ///         "userId": "f8smf5b6ntftmc6f61pj1h7et9yzpk7ptvn0",
 ///         "content": "Agenda: hiring plan, then the Q1 roadmap",
 ///         "timestamp": 1768469400000,
@@ -129,7 +129,7 @@ struct ThreadArgs {
 ///     "message": {
 ///       "_id": "13t09r4v4n00qvshgscd0sr5y9twskxqgfkg",
 ///       "_creationTime": 1768469400000.004,
-///       "meetingId": "j0ctad5rev7ezq726feb24d6z5vz3bpmta8g",
+///       "meetingId": "xqxdwss3njq9ptkdm2t4kmqxmnvz3bpmz8hg",
 ///       "userId": "f8smf5b6ntftmc6f61pj1h7et9yzpk7ptvn0",
 ///       "content": "Agenda: hiring plan, then the Q1 roadmap",
 ///       "timestamp": 1768469400000,
@@ -138,9 +138,9 @@ struct ThreadArgs {
 ///     },
 ///     "replies": [
 ///       {
-///         "_id": "m9hdv1y8q2k6b0s4ctwx7ez3fn5j8g2rp4cw",
+///         "_id": "84haeam1pjv5jk5e0afns4tnx1twskxq8080",
 ///         "_creationTime": 1768469400000.005,
-///         "meetingId": "j0ctad5rev7ezq726feb24d6z5vz3bpmta8g",
+///         "meetingId": "xqxdwss3njq9ptkdm2t4kmqxmnvz3bpmz8hg",
 ///         "userId": "9t3rk41mh68ymd9wetypndjsj5yzpk7prpc0",
 ///         "content": "Can we add the onboarding metrics?",
 ///         "timestamp": 1768469400000,
