@@ -1268,11 +1268,6 @@ async fn profile_functions_validate_and_return_stored_documents() {
             .unwrap(),
         Json::Null
     );
-    // Settings are for provisioned users only.
-    let r = env
-        .q(None, "settings/queries:getCurrentUserSettings", json!({}))
-        .await;
-    assert_eq!(code(&r), Some(ErrorCode::Unauthorized));
     env.sign_in(&ada).await;
     assert_eq!(
         env.q(
@@ -1301,8 +1296,6 @@ async fn profile_functions_validate_and_return_stored_documents() {
         .await
         .unwrap();
     assert_eq!(id, again);
-    // defect: the return validators omitted _creationTime, so reads of an
-    // existing document failed; here they are the stored documents.
     let profile = env
         .q(
             Some(&ada),
@@ -1626,4 +1619,328 @@ async fn data_sections_cover_every_people_table() {
             .iter()
             .all(|s| !s.on_delete.is_empty())
     );
+}
+
+#[tokio::test]
+async fn defect_return_validators_reject_real_documents() {
+    // The original's `returns` validators omitted `_creationTime`, so these
+    // reads failed whenever the document existed (and saveOnboarding failed
+    // re-reading its idempotency key). Here every read returns the stored
+    // document through a validator that checks it.
+    let env = Env::new().await;
+    let ada = ada();
+    let ada_id = env.sign_in(&ada).await;
+    env.m(
+        Some(&ada),
+        "settings/mutations:updateSettings",
+        json!({"dataSharing": true}),
+    )
+    .await
+    .unwrap();
+    let first = env
+        .m(
+            Some(&ada),
+            "users/mutations:saveOnboarding",
+            onboarding("k"),
+        )
+        .await
+        .unwrap();
+    let again = env
+        .m(
+            Some(&ada),
+            "users/mutations:saveOnboarding",
+            onboarding("k"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(first, again);
+    for (path, args) in [
+        ("profiles/queries:getCurrentUserProfile", json!({})),
+        ("settings/queries:getCurrentUserSettings", json!({})),
+        ("users/queries:getCurrentUser", json!({})),
+        ("users/queries:getUserById", json!({"userId": ada_id})),
+    ] {
+        let doc = env.q(Some(&ada), path, args).await.unwrap();
+        assert!(doc["_creationTime"].is_number(), "{path}: {doc}");
+    }
+    let internal = env
+        .internal(
+            FunctionKind::Query,
+            "profiles/queries:getProfileByUserId",
+            json!({"userId": ada_id}),
+        )
+        .await;
+    assert!(internal["_creationTime"].is_number());
+}
+
+#[tokio::test]
+async fn defect_inconsistent_failure_modes_when_signed_out() {
+    // The original's getCurrentUserSettings threw UNAUTHORIZED while
+    // getCurrentUser and getCurrentUserProfile returned null. All three
+    // current-user reads now return null for a signed-out or not yet
+    // provisioned caller, and all refuse a deactivated one.
+    let env = Env::new().await;
+    let newcomer = grace();
+    for path in [
+        "users/queries:getCurrentUser",
+        "profiles/queries:getCurrentUserProfile",
+        "settings/queries:getCurrentUserSettings",
+    ] {
+        assert_eq!(
+            env.q(None, path, json!({})).await.unwrap(),
+            Json::Null,
+            "{path}"
+        );
+        assert_eq!(
+            env.q(Some(&newcomer), path, json!({})).await.unwrap(),
+            Json::Null,
+            "{path}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Authorization matrix
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Who {
+    Anonymous,
+    /// A valid token whose user row does not exist yet.
+    Unprovisioned,
+    /// A deactivated member of the target's organization.
+    Deactivated,
+    /// An admin of another organization.
+    OtherOrgAdmin,
+    /// A member of the target's organization.
+    SameOrgMember,
+    /// An admin of the target's organization.
+    SameOrgAdmin,
+    /// The target user themself.
+    Target,
+}
+
+const WHO: [Who; 7] = [
+    Who::Anonymous,
+    Who::Unprovisioned,
+    Who::Deactivated,
+    Who::OtherOrgAdmin,
+    Who::SameOrgMember,
+    Who::SameOrgAdmin,
+    Who::Target,
+];
+
+const OK: Option<ErrorCode> = None;
+const UNAUTH: Option<ErrorCode> = Some(ErrorCode::Unauthorized);
+const FORBID: Option<ErrorCode> = Some(ErrorCode::Forbidden);
+/// Signed-in, active callers only; reads and writes of the caller's own data.
+const SIGNED_IN: [Option<ErrorCode>; 7] = [UNAUTH, UNAUTH, FORBID, OK, OK, OK, OK];
+/// Current-user reads: `null` when signed out or not provisioned.
+const CURRENT: [Option<ErrorCode>; 7] = [OK, OK, FORBID, OK, OK, OK, OK];
+/// Acting on another user: the user or an admin of the user's organization.
+const OWNER_OR_ADMIN: [Option<ErrorCode>; 7] = [UNAUTH, UNAUTH, FORBID, FORBID, FORBID, OK, OK];
+
+#[tokio::test]
+async fn authorization_matrix_of_people_functions() {
+    use FunctionKind::{Mutation, Query};
+    type Args = fn(&str) -> Json;
+    let rows: Vec<(&str, FunctionKind, Args, [Option<ErrorCode>; 7])> = vec![
+        (
+            "users/queries:getCurrentUser",
+            Query,
+            |_| json!({}),
+            CURRENT,
+        ),
+        (
+            "users/queries:getUserById",
+            Query,
+            |t| json!({"userId": t}),
+            SIGNED_IN,
+        ),
+        (
+            "users/queries:getUserProfile",
+            Query,
+            |t| json!({"userId": t}),
+            SIGNED_IN,
+        ),
+        (
+            "users/queries:getOnboardingState",
+            Query,
+            |_| json!({}),
+            SIGNED_IN,
+        ),
+        (
+            "users/queries:listActiveUsersInOrg",
+            Query,
+            |_| json!({"paginationOpts": {"numItems": 10, "cursor": null}}),
+            SIGNED_IN,
+        ),
+        (
+            "users/queries:exportMyData",
+            Query,
+            |_| json!({}),
+            SIGNED_IN,
+        ),
+        (
+            "users/mutations:upsertUser",
+            Mutation,
+            |_| json!({}),
+            [UNAUTH, OK, FORBID, OK, OK, OK, OK],
+        ),
+        (
+            "users/mutations:updateUserProfile",
+            Mutation,
+            |t| json!({"userId": t, "bio": "Updated through the matrix."}),
+            OWNER_OR_ADMIN,
+        ),
+        (
+            "users/mutations:updateUserInterests",
+            Mutation,
+            |t| json!({"userId": t, "interests": ["ai-ml"]}),
+            OWNER_OR_ADMIN,
+        ),
+        (
+            "users/mutations:deactivateUser",
+            Mutation,
+            |t| json!({"userId": t}),
+            OWNER_OR_ADMIN,
+        ),
+        (
+            "users/mutations:updateLastSeen",
+            Mutation,
+            |_| json!({}),
+            SIGNED_IN,
+        ),
+        (
+            "users/mutations:saveOnboarding",
+            Mutation,
+            |_| onboarding("matrix"),
+            SIGNED_IN,
+        ),
+        (
+            "users/mutations:deleteMyAccount",
+            Mutation,
+            |_| json!({"confirm": true}),
+            SIGNED_IN,
+        ),
+        (
+            "profiles/queries:getCurrentUserProfile",
+            Query,
+            |_| json!({}),
+            CURRENT,
+        ),
+        (
+            "profiles/queries:getProfileByUserIdPublic",
+            Query,
+            |t| json!({"userId": t}),
+            SIGNED_IN,
+        ),
+        (
+            "profiles/mutations:updateProfile",
+            Mutation,
+            |_| json!({"company": "Matrix Inc"}),
+            SIGNED_IN,
+        ),
+        (
+            "profiles/mutations:createProfile",
+            Mutation,
+            |_| json!({"displayName": "Matrix"}),
+            SIGNED_IN,
+        ),
+        (
+            "interests/queries:listCatalog",
+            Query,
+            |_| json!({}),
+            SIGNED_IN,
+        ),
+        (
+            "settings/queries:getCurrentUserSettings",
+            Query,
+            |_| json!({}),
+            CURRENT,
+        ),
+        (
+            "settings/mutations:updateSettings",
+            Mutation,
+            |_| json!({"emailNotifications": false}),
+            SIGNED_IN,
+        ),
+    ];
+
+    // Every public function of these domains has a row.
+    let env = Env::new().await;
+    let public: std::collections::BTreeSet<String> = env
+        .rt
+        .registry()
+        .functions()
+        .filter(|f| f.visibility == runtime::Visibility::Public)
+        .map(|f| f.path.clone())
+        .filter(|p| {
+            ["users/", "profiles/", "interests/", "settings/"]
+                .iter()
+                .any(|d| p.starts_with(d))
+        })
+        .collect();
+    let covered: std::collections::BTreeSet<String> = rows.iter().map(|r| r.0.to_owned()).collect();
+    assert_eq!(
+        covered, public,
+        "rows must cover exactly the public functions"
+    );
+    drop(env);
+
+    let mut failures = Vec::new();
+    for (path, kind, args, expected) in &rows {
+        for (who, want) in WHO.iter().zip(expected) {
+            let env = Env::new().await;
+            let target = grace();
+            let target_id = env.sign_in(&target).await;
+            let admin = ada();
+            env.sign_in(&admin).await;
+            let member = full(
+                "user_linus",
+                "linus@example.com",
+                "Linus",
+                Some(ORG_A),
+                Some("member"),
+            );
+            env.sign_in(&member).await;
+            let other = mallory();
+            env.sign_in(&other).await;
+            let dee = full(
+                "user_dee",
+                "dee@example.com",
+                "Dee",
+                Some(ORG_A),
+                Some("member"),
+            );
+            let dee_id = env.sign_in(&dee).await;
+            env.m(
+                Some(&admin),
+                "users/mutations:deactivateUser",
+                json!({"userId": dee_id}),
+            )
+            .await
+            .unwrap();
+            let newcomer = full(
+                "user_new",
+                "new@example.com",
+                "Newcomer",
+                Some(ORG_A),
+                Some("member"),
+            );
+            let caller = match who {
+                Who::Anonymous => None,
+                Who::Unprovisioned => Some(&newcomer),
+                Who::Deactivated => Some(&dee),
+                Who::OtherOrgAdmin => Some(&other),
+                Who::SameOrgMember => Some(&member),
+                Who::SameOrgAdmin => Some(&admin),
+                Who::Target => Some(&target),
+            };
+            let got = code(&env.call(caller, *kind, path, args(&target_id)).await);
+            if got != *want {
+                failures.push(format!("{path} as {who:?}: expected {want:?}, got {got:?}"));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

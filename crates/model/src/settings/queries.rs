@@ -1,6 +1,6 @@
 //! `settings/queries:*`.
 
-use errors::Result;
+use errors::{ErrorCode, Result};
 use runtime::{QueryCtx, Registry};
 use values::{Value, v};
 
@@ -12,10 +12,11 @@ use crate::auth::require_user;
 /// @description Returns the caller's `userSettings` document (notification
 /// channels and privacy switches), or `null` when the caller never saved any
 /// settings, in which case the defaults apply (email and push on, SMS off,
-/// public profile, no data sharing, activity tracking on). Requires a
-/// signed-in, provisioned and active caller: no token or no user row is
-/// `UNAUTHORIZED`, a deactivated account is `FORBIDDEN`. Reads one index
-/// entry; as a live query it updates when the caller's settings change.
+/// public profile, no data sharing, activity tracking on). Like
+/// `users/queries:getCurrentUser` it is also `null` for a caller who is not
+/// signed in or not provisioned yet (the original threw there, unlike the
+/// other current-user queries); a deactivated account is `FORBIDDEN`. Reads
+/// one index entry; as a live query it updates when the settings change.
 ///
 /// @example request
 /// ```json
@@ -47,7 +48,11 @@ use crate::auth::require_user;
     returns = v::union([settings_validator(), v::null()])
 )]
 async fn get_current_user_settings(ctx: QueryCtx, _args: Value) -> Result<Value> {
-    let user = require_user(&ctx.db, &ctx.auth).await?;
+    let user = match require_user(&ctx.db, &ctx.auth).await {
+        Ok(user) => user,
+        Err(e) if e.code() == ErrorCode::Unauthorized => return Ok(Value::Null),
+        Err(e) => return Err(e),
+    };
     Ok(settings_doc(&ctx.db, user.id)
         .await?
         .map_or(Value::Null, |d| d.into_value()))
