@@ -274,3 +274,94 @@ async fn workos_webhook_route_is_404_when_not_configured() {
     let (status, resp) = deliver(&server, &body, Some(&sign(SECRET, now_ms(), &body))).await;
     assert_refused(status, &resp, 404, "NOT_FOUND", "unconfigured endpoint");
 }
+
+/// Serves `GET /user_management/users/{SUBJECT}` for bearer `sk_test_key`
+/// (a minimal fake of the WorkOS user API); returns its base URL.
+async fn fake_user_api() -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 1024];
+            while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                match sock.read(&mut chunk).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                }
+            }
+            let text = String::from_utf8_lossy(&buf).to_lowercase();
+            let ok = text.starts_with(&format!(
+                "get /user_management/users/{} ",
+                SUBJECT.to_lowercase()
+            )) && text.contains("authorization: bearer sk_test_key");
+            let (status, body) = if ok {
+                (
+                    "200 OK",
+                    json!({"object": "user", "id": SUBJECT, "email": "api@example.com",
+                        "email_verified": true, "first_name": "Api", "last_name": "User",
+                        "created_at": "2026-01-15T09:00:00.000Z",
+                        "updated_at": "2026-01-15T09:00:00.000Z"}),
+                )
+            } else {
+                ("401 Unauthorized", json!({"message": "Unauthorized"}))
+            };
+            let body = body.to_string();
+            let resp = format!(
+                "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = sock.write_all(resp.as_bytes()).await;
+            let _ = sock.shutdown().await;
+        }
+    });
+    base
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workos_user_api_fills_the_email_when_the_token_has_none() {
+    let base = fake_user_api().await;
+    let dir = TestDir::new();
+    let server = Server::start(
+        &dir,
+        ServerOptions {
+            extra_args: vec![
+                "--workos-api-key".into(),
+                "sk_test_key".into(),
+                "--workos-api-base".into(),
+                base,
+            ],
+            ..ServerOptions::default()
+        },
+    );
+    let tok = token(&server, None);
+    // Only the client's word at first (unverified)…
+    run(
+        &server,
+        &tok,
+        "users/mutations:upsertUser",
+        json!({"email": "typed@example.com"}),
+    )
+    .await;
+    // …replaced by the verified record once the scheduled API read ran.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let me = run(&server, &tok, "users/queries:getCurrentUser", json!({})).await;
+        if me["value"]["profileSource"] == "workos" {
+            assert_eq!(me["value"]["email"], "api@example.com");
+            assert_eq!(me["value"]["emailVerified"], true);
+            assert_eq!(me["value"]["displayName"], "Api User");
+            break;
+        }
+        assert_eq!(me["value"]["emailVerified"], false, "{me}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the WorkOS user API was never read: {me}\n{}",
+            server.log_tail()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
