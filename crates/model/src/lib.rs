@@ -64,8 +64,10 @@ pub fn register(registry: &mut Registry, options: ModelOptions) {
 /// (`users/mutations:deleteMyAccount`) erases them in reverse order. A
 /// domain that stores personal data adds its [`users::data_protection::DataSection`]s here.
 pub fn data_sections() -> Vec<users::data_protection::DataSection> {
-    // Other domains append theirs: `.chain(meetings::data_sections())`.
-    users::data_protection::sections()
+    let mut sections = users::data_protection::sections();
+    sections.extend(meetings::data_sections());
+    sections.extend(messaging::data_sections());
+    sections
 }
 
 /// Start-up work, run by the binary once the runtime exists and before it

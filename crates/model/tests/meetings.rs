@@ -1214,3 +1214,95 @@ async fn defect_10_a_deactivated_user_is_refused() {
         ErrorCode::Forbidden,
     );
 }
+
+async fn send(
+    env: &Env,
+    who: &meetings_support::TestUser,
+    meeting: &str,
+    content: &str,
+    parent: Option<&str>,
+) -> String {
+    let mut args = json!({ "meetingId": meeting, "content": content });
+    if let Some(p) = parent {
+        args["parentId"] = json!(p);
+    }
+    env.mutation(who, "messaging/mutations:sendMessage", args)
+        .await
+        .unwrap()
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn account_deletion_leaves_upcoming_meetings_and_erases_chat() {
+    let env = Env::new().await;
+    let ada = env.user("ada", Some(ORG_A), "member").await;
+    let grace = env.user("grace", Some(ORG_A), "member").await;
+    let upcoming = env.meeting(&ada, &[(&grace, "participant")]).await;
+    let running = env.meeting(&ada, &[(&grace, "participant")]).await;
+    env.start(&ada, &running).await;
+    let graces = env.meeting(&grace, &[(&ada, "participant")]).await;
+    let past = env.meeting(&ada, &[(&grace, "participant")]).await;
+    env.start(&ada, &past).await;
+    env.mutation(&ada, &path("endMeeting"), json!({ "meetingId": past }))
+        .await
+        .unwrap();
+
+    let answered = send(&env, &ada, &upcoming, "Agenda attached", None).await;
+    send(&env, &grace, &upcoming, "Thanks!", Some(&answered)).await;
+    let alone = send(&env, &ada, &upcoming, "Typo", None).await;
+    let question = send(&env, &grace, &graces, "Who takes notes?", None).await;
+    send(&env, &ada, &graces, "I will", Some(&question)).await;
+
+    let export = env
+        .query(&ada, "users/queries:exportMyData", json!({}))
+        .await
+        .unwrap();
+    let sections = &export["sections"];
+    assert_eq!(sections["meetings"].as_array().unwrap().len(), 3);
+    assert_eq!(sections["meetingParticipants"].as_array().unwrap().len(), 4);
+    assert_eq!(sections["messages"].as_array().unwrap().len(), 3);
+    assert!(!sections["meetingEvents"].as_array().unwrap().is_empty());
+
+    env.mutation(
+        &ada,
+        "users/mutations:deleteMyAccount",
+        json!({ "confirm": true }),
+    )
+    .await
+    .unwrap();
+
+    let meetings = env.docs("meetings").await;
+    assert_eq!(doc_by_id(&meetings, &upcoming)["state"], "cancelled");
+    assert_eq!(doc_by_id(&meetings, &running)["state"], "concluded");
+    assert_eq!(doc_by_id(&meetings, &graces)["state"], "scheduled");
+    assert_eq!(doc_by_id(&meetings, &graces)["participantCount"], 1.0);
+    assert!(participant_of(&env, &graces, &ada.id).await.is_none());
+    assert!(participant_of(&env, &upcoming, &ada.id).await.is_none());
+    assert!(participant_of(&env, &past, &ada.id).await.is_some());
+
+    let messages = env.docs("messages").await;
+    let tomb = doc_by_id(&messages, &answered);
+    assert_eq!(tomb["content"], "");
+    assert!(tomb["deletedAt"].is_number());
+    assert!(messages.iter().all(|m| m["_id"] != alone.as_str()));
+    assert_eq!(doc_by_id(&messages, &question)["replyCount"], 0.0);
+    assert_eq!(
+        messages
+            .iter()
+            .filter(|m| m["userId"] == ada.id.as_str() && m["content"] != "")
+            .count(),
+        0
+    );
+    // Grace still reads her meeting and the surviving thread.
+    let thread = env
+        .query(
+            &grace,
+            "messaging/queries:listThread",
+            json!({ "messageId": answered }),
+        )
+        .await
+        .unwrap();
+    assert_eq!(thread["replies"][0]["content"], "Thanks!");
+}

@@ -1000,7 +1000,7 @@ async fn start_meeting(ctx: MutationCtx, args: MeetingArgs) -> Result<serde_json
 
 /// Concludes an active meeting: state, meetingState, presence of everyone
 /// still joined, and the event. Returns the duration in ms.
-async fn conclude(
+pub(crate) async fn conclude(
     db: &DbWriter,
     meeting: &Meeting,
     actor: Option<Id<Users>>,

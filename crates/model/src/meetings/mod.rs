@@ -49,6 +49,7 @@ use crate::auth::{CurrentUser, MeetingRole, require_meeting_role, require_user};
 use crate::ids::{Id, MeetingParticipants, Meetings, Users};
 use crate::system::audit::{self, AuditEntry};
 
+pub mod data_protection;
 pub mod lifecycle;
 pub mod queries;
 pub mod state_tracking;
@@ -451,7 +452,8 @@ pub fn tables() -> Vec<TableDef> {
             .index("by_event", &["event"])
             .index("by_success", &["success"])
             .index("by_timestamp", &["timestamp"])
-            .index("by_meeting_and_event", &["meetingId", "event"]),
+            .index("by_meeting_and_event", &["meetingId", "event"])
+            .index("by_user", &["userId"]),
     ]
 }
 
@@ -507,6 +509,12 @@ pub(crate) fn ice_servers_validator() -> Validator {
         ("username", v::optional(v::string())),
         ("credential", v::optional(v::string())),
     ]))
+}
+
+/// The meetings domain's data-export and account-deletion sections (see
+/// [`data_protection`]).
+pub fn data_sections() -> Vec<crate::users::data_protection::DataSection> {
+    data_protection::sections()
 }
 
 /// Registers every meeting function.

@@ -263,8 +263,8 @@ fn participant_view_validator() -> Validator {
 ///
 /// @description Returns every participant row of the meeting (role,
 /// presence, `joinedAt`/`leftAt`) in the order they were added, each with
-/// `user` (`_id`, and `displayName` and `avatarUrl` when set — never email
-/// or token ids) and the WebRTC connection summary (`webrtcConnected`
+/// `user` (`_id`, `displayName` when set, and `avatarUrl` when set and the
+/// user's profile is public — never email or token ids) and the WebRTC connection summary (`webrtcConnected`
 /// false and `webrtcSessionCount` 0 until WebRTC signaling lands). Rows
 /// whose user no longer exists are skipped. Authorization: any participant,
 /// observers included (`FORBIDDEN` for non-participants, `UNAUTHORIZED`
@@ -334,10 +334,14 @@ async fn list_meeting_participants(ctx: QueryCtx, args: MeetingArgs) -> Result<V
         };
         let mut summary = BTreeMap::new();
         summary.insert("_id".to_owned(), participant.user_id.to_value());
-        for field in ["displayName", "avatarUrl"] {
-            if let Some(Value::String(s)) = user.field(field) {
-                summary.insert(field.to_owned(), Value::String(s.clone()));
-            }
+        if let Some(Value::String(name)) = user.field("displayName") {
+            summary.insert("displayName".to_owned(), Value::String(name.clone()));
+        }
+        // The avatar follows the user's privacy setting, as everywhere else.
+        if let Some(Value::String(url)) = user.field("avatarUrl")
+            && crate::settings::profile_public(&ctx.db, participant.user_id).await?
+        {
+            summary.insert("avatarUrl".to_owned(), Value::String(url.clone()));
         }
         out.push(extend(
             row,

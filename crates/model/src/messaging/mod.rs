@@ -29,6 +29,7 @@ use values::{Validator, Value, v};
 use crate::ids::{Id, Meetings, Messages, Users};
 use crate::system::rate_limit::RateLimit;
 
+pub mod data_protection;
 pub mod mutations;
 pub mod queries;
 
@@ -143,6 +144,12 @@ pub(crate) fn view(doc: Document) -> Value {
         map.remove("parentId");
     }
     value
+}
+
+/// The chat's data-export and account-deletion sections (see
+/// [`data_protection`]).
+pub fn data_sections() -> Vec<crate::users::data_protection::DataSection> {
+    data_protection::sections()
 }
 
 /// Registers every messaging function.

@@ -1,14 +1,13 @@
 //! Shared harness of the meetings, messaging and authorization-matrix
 //! tests: a real `Runtime` over SQLite in a temporary directory with a
-//! `TestClock`, the meetings, messaging and system functions, and a
-//! stand-in `users` table (the people domain's own table is tested by its
-//! own suite; `require_user` needs only `workosUserId` and `isActive`).
+//! `TestClock`, the product's schema and functions, and users signed in
+//! through `users/mutations:upsertUser` from their token.
 #![allow(dead_code, missing_docs)]
 
 use std::sync::Arc;
 
 use auth::Identity;
-use database::{Database, DatabaseOptions, RandomIds, Schema, Subscription, TableDef, TestClock};
+use database::{Database, DatabaseOptions, RandomIds, Schema, Subscription, TestClock};
 use errors::{Error, ErrorCode, Result};
 use persistence_sqlite::{SqliteOptions, SqlitePersistence};
 use runtime::{
@@ -24,27 +23,9 @@ pub const T0_MS: u64 = 1_768_469_400_000;
 pub const ORG_A: &str = "org_01JH7ZM2V8K4R6T1Y3B5N7Q9WX";
 pub const ORG_B: &str = "org_01JH8B4D6F8H0K2M4P6R8T0V2X";
 
+/// The product's schema (the people domain's real `users` table included).
 pub fn schema() -> Arc<Schema> {
-    let mut tables = runtime::system_tables();
-    tables.extend(model::system::tables());
-    tables.extend(model::meetings::tables());
-    tables.extend(model::messaging::tables());
-    tables.push(
-        TableDef::new("users")
-            .any_shape()
-            .index("by_workos_id", &["workosUserId"])
-            .index("by_email", &["email"]),
-    );
-    Arc::new(Schema::builder().tables(tables).build().expect("schema"))
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct NewUser {
-    subject: String,
-    email: String,
-    display_name: String,
-    org_id: Option<String>,
+    Arc::new(model::schema().expect("schema"))
 }
 
 #[derive(Deserialize)]
@@ -57,32 +38,11 @@ struct UserId {
     id: String,
 }
 
+/// Every product function (users are provisioned through
+/// `users/mutations:upsertUser`, as the web app does) plus test helpers.
 pub fn registry() -> Registry {
     let mut r = Registry::new();
-    model::system::register(&mut r);
-    model::meetings::register(&mut r);
-    model::messaging::register(&mut r);
-    r.register(
-        FunctionDef::new("test/users:create", Visibility::Internal)
-            .args(v::object([
-                ("subject", v::string()),
-                ("email", v::string()),
-                ("displayName", v::string()),
-                ("orgId", v::optional(v::string())),
-            ]))
-            .mutation(|ctx: MutationCtx, a: NewUser| async move {
-                let mut doc = json!({
-                    "workosUserId": a.subject,
-                    "email": a.email,
-                    "displayName": a.display_name,
-                    "isActive": true,
-                });
-                if let Some(org) = a.org_id {
-                    doc["orgId"] = json!(org);
-                }
-                Ok(ctx.db.insert("users", doc).await?.encode())
-            }),
-    );
+    model::register(&mut r, model::ModelOptions::default());
     r.register(
         FunctionDef::new("test/users:deactivate", Visibility::Internal)
             .args(v::object([("id", v::string())]))
@@ -117,11 +77,18 @@ pub struct TestUser {
     pub identity: Arc<Identity>,
 }
 
-pub fn identity(subject: &str, email: &str, org: Option<&str>, role: &str) -> Arc<Identity> {
+pub fn identity(
+    subject: &str,
+    email: &str,
+    name: &str,
+    org: Option<&str>,
+    role: &str,
+) -> Arc<Identity> {
     let mut claims = json!({
         "sub": subject,
         "iss": "https://api.workos.com/",
         "email": email,
+        "name": name,
         "role": role,
     });
     if let Some(org) = org {
@@ -166,23 +133,31 @@ impl Env {
         Self { dir, clock, rt }
     }
 
-    /// Provisions a user (an active `users` row) with a token in `org`
-    /// with org role `role` (`admin` or `member`).
+    /// Signs a user in (`users/mutations:upsertUser` from the token) with
+    /// a token in `org` with org role `role` (`admin` or `member`).
     pub async fn user(&self, name: &'static str, org: Option<&str>, role: &str) -> TestUser {
         let subject = format!("user_{name}");
         let email = format!("{name}@example.com");
-        let mut args = json!({"subject": subject, "email": email, "displayName": name});
-        if let Some(org) = org {
-            args["orgId"] = json!(org);
-        }
+        let identity = identity(&subject, &email, name, org, role);
+        let spec = self
+            .rt
+            .resolve_public("users/mutations:upsertUser", Some(FunctionKind::Mutation))
+            .expect("upsertUser");
         let id = self
-            .internal_mutation("test/users:create", args)
+            .rt
+            .run_mutation(
+                &spec,
+                to_value(json!({})),
+                Some(Arc::clone(&identity)),
+                None,
+            )
             .await
-            .expect("create user");
+            .result
+            .expect("upsertUser");
         TestUser {
             name,
             id: id.as_str().expect("id").to_owned(),
-            identity: identity(&subject, &email, org, role),
+            identity,
         }
     }
 
