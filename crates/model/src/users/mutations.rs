@@ -892,7 +892,11 @@ struct DeleteArgs {
 ///       "userSettings": {"deleted": 0, "anonymised": 0},
 ///       "userInterests": {"deleted": 0, "anonymised": 0},
 ///       "customInterests": {"deleted": 0, "anonymised": 0},
-///       "workos": {"deleted": 0, "anonymised": 0}
+///       "workos": {"deleted": 0, "anonymised": 0},
+///       "meetings": {"deleted": 0, "anonymised": 0},
+///       "meetingParticipants": {"deleted": 0, "anonymised": 0},
+///       "meetingEvents": {"deleted": 0, "anonymised": 0},
+///       "messages": {"deleted": 0, "anonymised": 0}
 ///     }
 ///   }
 /// }

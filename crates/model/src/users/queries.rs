@@ -394,7 +394,11 @@ async fn list_active_users_in_org(ctx: QueryCtx, args: ListArgs) -> Result<Value
 ///       "userSettings": [],
 ///       "userInterests": [],
 ///       "customInterests": [],
-///       "workos": []
+///       "workos": [],
+///       "meetings": [],
+///       "meetingParticipants": [],
+///       "meetingEvents": [],
+///       "messages": []
 ///     }
 ///   }
 /// }
