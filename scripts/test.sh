@@ -2,7 +2,10 @@
 # Runs every test of Connvo Server: formatting, lints, the Rust test suites
 # (unit, property, conformance, crash, protocol, benchmark smoke) and the
 # end-to-end suite with the official `convex` npm client (oldest and newest
-# supported versions). Needs: cargo, node >= 20, npm.
+# supported versions), the API documentation validator and schemathesis
+# against the OpenAPI document. Needs: cargo, node >= 20, npm, python3 (with
+# venv; schemathesis is installed from PyPI into target/), curl, and a local
+# PostgreSQL (127.0.0.1:5432, database test; see CONNVO_TEST_POSTGRES_URL).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,8 +20,14 @@ cargo clippy --workspace --all-targets -- -D warnings
 step "build binaries"
 cargo build --workspace --bins
 
+step "API documentation standard (connvo docs validate)"
+target/debug/connvo docs validate --test-functions --file target/docs-validate.json
+
 step "cargo test"
 cargo test --workspace
+
+step "schemathesis against /openapi.json of a spawned server"
+CONNVO_BIN=target/debug/connvo ./scripts/schemathesis.sh
 
 if [ -d tests/e2e ]; then
   step "end-to-end tests (official convex client)"
