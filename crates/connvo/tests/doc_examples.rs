@@ -274,6 +274,16 @@ fn cases() -> Vec<Case> {
             Dev(&ADA),
             meeting_examples::chat,
         ),
+        case(
+            "auth/permissions:validateSubscriptionPermissions",
+            Dev(&ADA),
+            meeting_examples::meeting,
+        ),
+        case(
+            "auth/permissions:refreshSubscriptionPermissions",
+            Dev(&ADA),
+            meeting_examples::meeting,
+        ),
     ]
 }
 

@@ -1,4 +1,5 @@
-//! The authorization matrix of the meetings and messaging domains: every
+//! The authorization matrix of the meetings and messaging domains (and the
+//! meeting-scoped `auth/permissions:*` queries): every
 //! public function × {anonymous, user of another org, non-participant,
 //! observer, participant, host, org admin}, each cell asserting success or
 //! the exact error code. Every cell runs against a fresh meeting (hosted by
@@ -44,9 +45,14 @@ const CALLERS: [Caller; 7] = [
 enum Outcome {
     Allowed,
     Denied(ErrorCode),
+    /// Succeeds, and the boolean at this JSON pointer of the result is
+    /// `true` (the permission queries report denial in their result).
+    Grants(&'static str),
+    /// Succeeds with `false` at this JSON pointer.
+    Refuses(&'static str),
 }
 
-use Outcome::{Allowed, Denied};
+use Outcome::{Allowed, Denied, Grants, Refuses};
 
 const UNAUTH: Outcome = Denied(ErrorCode::Unauthorized);
 const FORBID: Outcome = Denied(ErrorCode::Forbidden);
@@ -272,6 +278,51 @@ fn rows() -> Vec<Row> {
             READ,
         ),
     ];
+    const NOTES_WRITE: [Outcome; 7] = [
+        Refuses("/granted"),
+        Refuses("/granted"),
+        Refuses("/granted"),
+        Refuses("/granted"),
+        Grants("/granted"),
+        Grants("/granted"),
+        Refuses("/granted"),
+    ];
+    rows.push(row(
+        "auth/permissions:validateSubscriptionPermissions",
+        Query,
+        State::Scheduled,
+        |f| {
+            json!({
+                "resourceType": "meetingNotes",
+                "resourceId": f.meeting,
+                "requiredPermissions": ["write"],
+            })
+        },
+        NOTES_WRITE,
+    ));
+    const CHAT_READ: [Outcome; 7] = [
+        Refuses("/0/valid"),
+        Refuses("/0/valid"),
+        Refuses("/0/valid"),
+        Grants("/0/valid"),
+        Grants("/0/valid"),
+        Grants("/0/valid"),
+        Refuses("/0/valid"),
+    ];
+    rows.push(row(
+        "auth/permissions:refreshSubscriptionPermissions",
+        Query,
+        State::Scheduled,
+        |f| {
+            json!({ "subscriptions": [{
+                "resourceType": "messages",
+                "resourceId": f.meeting,
+                "permissions": ["read"],
+                "lastValidated": 1_768_469_400_000_u64,
+            }]})
+        },
+        CHAT_READ,
+    ));
     rows.push(Row {
         variant: "own message",
         ..row(
@@ -433,7 +484,11 @@ async fn authorization_matrix_of_meetings_and_messaging() {
         .functions()
         .filter(|f| f.visibility == Visibility::Public)
         .map(|f| f.path.clone())
-        .filter(|p| p.starts_with("meetings/") || p.starts_with("messaging/"))
+        .filter(|p| {
+            p.starts_with("meetings/")
+                || p.starts_with("messaging/")
+                || p.starts_with("auth/permissions:")
+        })
         .collect();
     assert_eq!(
         covered,
@@ -454,9 +509,16 @@ async fn authorization_matrix_of_meetings_and_messaging() {
             let result = env
                 .call(people.caller(*caller), row.kind, row.path, (row.args)(&fx))
                 .await;
-            let got = match &result {
-                Ok(_) => Allowed,
-                Err(e) => Denied(e.code()),
+            let got = match (&result, expected) {
+                (Ok(value), Grants(pointer) | Refuses(pointer)) => {
+                    match value.pointer(pointer).and_then(Json::as_bool) {
+                        Some(true) => Grants(pointer),
+                        Some(false) => Refuses(pointer),
+                        None => Allowed,
+                    }
+                }
+                (Ok(_), _) => Allowed,
+                (Err(e), _) => Denied(e.code()),
             };
             if got != expected {
                 failures.push(format!(

@@ -1306,3 +1306,121 @@ async fn account_deletion_leaves_upcoming_meetings_and_erases_chat() {
         .unwrap();
     assert_eq!(thread["replies"][0]["content"], "Thanks!");
 }
+
+const VALIDATE: &str = "auth/permissions:validateSubscriptionPermissions";
+const REFRESH: &str = "auth/permissions:refreshSubscriptionPermissions";
+
+#[tokio::test]
+async fn defect_11_observers_get_read_only_subscription_permissions() {
+    let env = Env::new().await;
+    let ada = env.user("ada", Some(ORG_A), "member").await;
+    let grace = env.user("grace", Some(ORG_A), "member").await;
+    let olga = env.user("olga", Some(ORG_A), "member").await;
+    let id = env
+        .meeting(&ada, &[(&grace, "participant"), (&olga, "observer")])
+        .await;
+    let check = |resource: &str, required: Json| json!({ "resourceType": resource, "resourceId": id, "requiredPermissions": required });
+    for (who, resource, perms) in [
+        (
+            &ada,
+            "meetingNotes",
+            json!(["read", "write", "manage", "export"]),
+        ),
+        (&grace, "meetingNotes", json!(["read", "write"])),
+        (&olga, "meetingNotes", json!(["read"])),
+        (&olga, "messages", json!(["read"])),
+        (&grace, "participants", json!(["read"])),
+        (
+            &ada,
+            "participants",
+            json!(["read", "invite", "remove", "manage"]),
+        ),
+    ] {
+        let out = env
+            .query(who, VALIDATE, check(resource, json!(["read"])))
+            .await
+            .unwrap();
+        assert_eq!(out["permissions"], perms, "{} on {resource}", who.name);
+        assert_eq!(out["granted"], true);
+    }
+    // The original let observers write notes.
+    let out = env
+        .query(&olga, VALIDATE, check("meetingNotes", json!(["write"])))
+        .await
+        .unwrap();
+    assert_eq!(out["granted"], false);
+    let out = env
+        .query(&grace, VALIDATE, check("whiteboard", json!(["read"])))
+        .await
+        .unwrap();
+    assert_eq!(
+        out,
+        json!({"granted": false, "permissions": [], "metadata": {"error": "Unknown resource type \"whiteboard\""}})
+    );
+}
+
+#[tokio::test]
+async fn subscription_permissions_follow_role_changes_and_removal() {
+    let env = Env::new().await;
+    let ada = env.user("ada", Some(ORG_A), "member").await;
+    let grace = env.user("grace", Some(ORG_A), "member").await;
+    let id = env.meeting(&ada, &[(&grace, "participant")]).await;
+    let args = json!({ "resourceType": "meetingNotes", "resourceId": id, "requiredPermissions": ["manage"] });
+    let (out, sub) = env.subscribe(&grace, VALIDATE, args.clone()).await;
+    assert_eq!(out.result.unwrap().to_json()["granted"], false);
+
+    env.mutation(
+        &ada,
+        &path("updateParticipantRole"),
+        json!({ "meetingId": id, "userId": grace.id, "newRole": "host" }),
+    )
+    .await
+    .unwrap();
+    assert!(sub.invalidated_at().is_some());
+    let (out, sub) = env.subscribe(&grace, VALIDATE, args.clone()).await;
+    assert_eq!(out.result.unwrap().to_json()["granted"], true);
+
+    env.mutation(
+        &ada,
+        &path("removeParticipant"),
+        json!({ "meetingId": id, "userId": grace.id }),
+    )
+    .await
+    .unwrap();
+    assert!(sub.invalidated_at().is_some());
+    let (out, _) = env.subscribe(&grace, VALIDATE, args).await;
+    let out = out.result.unwrap().to_json();
+    assert_eq!(out["granted"], false);
+    assert_eq!(
+        out["metadata"]["error"],
+        "Access denied: Not a meeting participant"
+    );
+
+    let refreshed = env
+        .query(
+            &grace,
+            REFRESH,
+            json!({ "subscriptions": [
+                {"resourceType": "messages", "resourceId": id, "permissions": ["read"], "lastValidated": T0_MS as f64}
+            ]}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(refreshed[0]["valid"], false);
+    assert_eq!(refreshed[0]["updatedPermissions"], json!([]));
+    // Ada still holds write but not a permission hosts never get.
+    let refreshed = env
+        .query(
+            &ada,
+            REFRESH,
+            json!({ "subscriptions": [
+                {"resourceType": "messages", "resourceId": id, "permissions": ["read", "write"], "lastValidated": 0},
+                {"resourceType": "transcripts", "resourceId": id, "permissions": ["write"], "lastValidated": 0}
+            ]}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(refreshed[0]["valid"], true);
+    assert_eq!(refreshed[1]["valid"], false);
+    assert_eq!(refreshed[1]["reason"], "Permission no longer held: write");
+}

@@ -7,7 +7,9 @@
 //!   connection info, and the scheduled jobs (auto-end, reminders);
 //! * [`queries`] — `meetings/queries:*`: `getMeeting`, `listUserMeetings`,
 //!   `listMeetingParticipants` and internal readers for other domains;
-//! * [`state_tracking`] — `meetings/stateTracking:*`.
+//! * [`state_tracking`] — `meetings/stateTracking:*`;
+//! * [`permissions`] — `auth/permissions:*`: the permission strings of
+//!   realtime subscriptions, derived from the caller's role.
 //!
 //! # Roles
 //!
@@ -51,6 +53,7 @@ use crate::system::audit::{self, AuditEntry};
 
 pub mod data_protection;
 pub mod lifecycle;
+pub mod permissions;
 pub mod queries;
 pub mod state_tracking;
 
@@ -520,6 +523,7 @@ pub fn data_sections() -> Vec<crate::users::data_protection::DataSection> {
 /// Registers every meeting function.
 pub fn register(registry: &mut Registry) {
     lifecycle::register(registry);
+    permissions::register(registry);
     queries::register(registry);
     state_tracking::register(registry);
 }
