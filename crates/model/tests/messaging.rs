@@ -315,13 +315,28 @@ async fn deleting_a_message_with_replies_leaves_a_tombstone() {
     assert_eq!(thread["message"]["content"], "");
     assert!(thread["message"]["deletedAt"].is_number());
     assert_eq!(thread["replies"][0]["_id"], reply.as_str());
-    // Deleting the reply updates the count.
+    // Deleting the last reply removes the tombstone too.
     c.env
         .mutation(&c.bob, DELETE, json!({ "messageId": reply }))
         .await
         .unwrap();
+    assert!(c.env.docs("messages").await.is_empty());
+    expect_code(
+        c.env
+            .query(&c.bob, THREAD, json!({ "messageId": root }))
+            .await,
+        ErrorCode::NotFound,
+    );
+    // A live thread keeps its root while replies remain.
+    let kept = c.send(&c.alice, "Poll: Tuesday or Thursday?").await;
+    let r1 = c.reply(&c.bob, &kept, "Tuesday").await;
+    c.reply(&c.host, &kept, "Thursday").await;
+    c.env
+        .mutation(&c.bob, DELETE, json!({ "messageId": r1 }))
+        .await
+        .unwrap();
     let page = c.page(&c.bob, 10.0, Json::Null).await;
-    assert_eq!(page["page"][0]["replyCount"], 0.0);
+    assert_eq!(page["page"][0]["replyCount"], 1.0);
 }
 
 #[tokio::test]

@@ -35,19 +35,8 @@ async fn erase_messages(db: &DbWriter, user: &CurrentUser, now: f64) -> Result<E
         let message: Message = doc.parse()?;
         db.delete(doc.id()).await?;
         out.deleted += 1;
-        if let Some(parent_id) = message.parent_id
-            && let Some(parent) = db.get(parent_id.raw()).await?
-        {
-            let count = parent
-                .field("replyCount")
-                .and_then(Value::as_f64)
-                .unwrap_or(1.0);
-            let mut fields = BTreeMap::new();
-            fields.insert(
-                "replyCount".to_owned(),
-                Some(Value::Float64((count - 1.0).max(0.0))),
-            );
-            db.patch_fields(parent.id(), fields).await?;
+        if let Some(parent_id) = message.parent_id {
+            super::detach_reply(db, parent_id).await?;
         }
     }
     for doc in roots {

@@ -12,7 +12,8 @@
 //! (`by_meeting_parent_time`) serves both the channel and every thread;
 //! results leave the null out. A deleted message without replies is
 //! removed; one with replies becomes a tombstone (`content` empty,
-//! attachments dropped, `deletedAt` set) so its thread stays readable.
+//! attachments dropped, `deletedAt` set) so its thread stays readable,
+//! until its last reply is deleted too.
 //!
 //! Authorization follows the meeting roles: every participant (observers
 //! included) reads; participants and hosts send; authors edit their own
@@ -22,7 +23,7 @@
 
 use database::{Document, TableDef};
 use errors::{Error, Result};
-use runtime::{DbReader, Registry};
+use runtime::{DbReader, DbWriter, Registry};
 use serde::Deserialize;
 use values::{Validator, Value, v};
 
@@ -133,6 +134,29 @@ pub(crate) async fn load_message(db: &DbReader, id: Id<Messages>) -> Result<(Doc
         .ok_or_else(|| Error::not_found(format!("Message with ID {id} not found")))?;
     let message = doc.parse()?;
     Ok((doc, message))
+}
+
+/// Updates a thread after one of its replies was deleted: decrements the
+/// parent's `replyCount`, and removes a deleted parent (tombstone) once its
+/// last reply is gone.
+pub(crate) async fn detach_reply(db: &DbWriter, parent: Id<Messages>) -> Result<()> {
+    let Some(doc) = db.get(parent.raw()).await? else {
+        return Ok(());
+    };
+    let count = (doc
+        .field("replyCount")
+        .and_then(Value::as_f64)
+        .unwrap_or(1.0)
+        - 1.0)
+        .max(0.0);
+    if count == 0.0 && doc.field("deletedAt").is_some() {
+        return db.delete(doc.id()).await;
+    }
+    db.patch(
+        doc.id(),
+        Value::object([("replyCount".to_owned(), Value::Float64(count))]),
+    )
+    .await
 }
 
 /// A stored message as returned to clients (without `parentId: null`).

@@ -302,9 +302,10 @@ struct DeleteArgs {
 /// @summary Deletes a chat message
 ///
 /// @description Deletes a message: one without replies is removed (a reply
-/// also decrements its parent's `replyCount`); one with replies becomes a
-/// tombstone (empty `content`, attachments dropped, `deletedAt` set) so its
-/// thread stays readable. Records an audit entry (`message.deleted`, with
+/// also decrements its parent's `replyCount`, and removes a deleted parent
+/// once its last reply is gone); one with replies becomes a tombstone
+/// (empty `content`, attachments dropped, `deletedAt` set) so its thread
+/// stays readable. Records an audit entry (`message.deleted`, with
 /// the author and whether a host deleted someone else's message).
 /// Authorization: the author (a participant or host of the meeting) may
 /// delete their own message; a host may delete any message of the meeting;
@@ -358,19 +359,8 @@ async fn delete_message(ctx: MutationCtx, args: DeleteArgs) -> Result<Value> {
         ctx.db.patch_fields(message.id.raw(), fields).await?;
     } else {
         ctx.db.delete(message.id.raw()).await?;
-        if let Some(parent_id) = message.parent_id
-            && let Some(parent) = ctx.db.get(parent_id.raw()).await?
-        {
-            let replies = parent
-                .field("replyCount")
-                .and_then(Value::as_f64)
-                .unwrap_or(1.0);
-            ctx.db
-                .patch(
-                    parent.id(),
-                    json!({ "replyCount": (replies - 1.0).max(0.0) }),
-                )
-                .await?;
+        if let Some(parent_id) = message.parent_id {
+            super::detach_reply(&ctx.db, parent_id).await?;
         }
     }
     let mut entry = crate::system::audit::AuditEntry::new(
