@@ -792,6 +792,8 @@ async fn defect_36_role_changes_are_audited_with_the_acting_host() {
         .await
         .unwrap();
     assert_eq!(got["userRole"], "host");
+    // The organizer's organization id is not shown to another org's member.
+    assert!(got.get("orgId").is_none(), "{got}");
     let audit = env.docs("auditLogs").await;
     let entry = audit
         .iter()

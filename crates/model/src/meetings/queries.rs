@@ -69,6 +69,27 @@ fn extend(doc: Document, extra: impl IntoIterator<Item = (&'static str, Value)>)
     value
 }
 
+/// A meeting as its participants see it: the organizer's organization id
+/// only for members of that organization (participants may come from
+/// other organizations).
+fn meeting_view(
+    doc: Document,
+    caller: &crate::auth::CurrentUser,
+    extra: impl IntoIterator<Item = (&'static str, Value)>,
+) -> Value {
+    let mut value = extend(doc, extra);
+    if let Value::Object(map) = &mut value {
+        let same_org = match (map.get("orgId"), caller.org_id.as_deref()) {
+            (Some(Value::String(org)), Some(mine)) => org == mine,
+            _ => false,
+        };
+        if !same_org {
+            map.remove("orgId");
+        }
+    }
+    value
+}
+
 fn role_fields(p: &Participant) -> [(&'static str, Value); 2] {
     [
         ("userRole", Value::from(p.role().as_str())),
@@ -85,7 +106,8 @@ struct MeetingArgs {
 /// @summary Gets a meeting with the caller's role in it
 ///
 /// @description Returns the meeting document (every stored field, including
-/// `_creationTime`) plus the caller's `userRole` and `userPresence` and
+/// `_creationTime`; `orgId` only to members of that organization) plus the
+/// caller's `userRole` and `userPresence` and
 /// `activeWebRTCSessions` (0 until WebRTC signaling lands), or null when no
 /// such meeting exists. Authorization: any participant — host, participant
 /// or observer; a signed-in non-participant gets `FORBIDDEN` (organization
@@ -140,7 +162,7 @@ async fn get_meeting(ctx: QueryCtx, args: MeetingArgs) -> Result<Value> {
     let access = access_for(&ctx.db, user, args.meeting_id, MeetingRole::Observer).await?;
     let mut extra = role_fields(&access.participant).to_vec();
     extra.push(("activeWebRTCSessions", Value::Float64(0.0)));
-    Ok(extend(doc, extra))
+    Ok(meeting_view(doc, &access.user, extra))
 }
 
 #[derive(Deserialize)]
@@ -155,7 +177,8 @@ struct ListArgs {
 /// @description Returns the meetings in which the caller has a participant
 /// row (any role), optionally only those in `state`, sorted by `createdAt`
 /// descending, at most `limit` (default 50, at most 200). Each item is the
-/// whole meeting document plus the caller's `userRole` and `userPresence`
+/// whole meeting document (`orgId` only when the caller belongs to that
+/// organization) plus the caller's `userRole` and `userPresence`
 /// (the original's return validator dropped `_creationTime` and other
 /// stored fields and failed on real documents). Authorization: any
 /// signed-in, provisioned, active user; only their own meetings are
@@ -235,7 +258,7 @@ async fn list_user_meetings(ctx: QueryCtx, args: ListArgs) -> Result<Vec<Value>>
             .field("createdAt")
             .and_then(Value::as_f64)
             .unwrap_or_else(|| doc.creation_time());
-        out.push((created, extend(doc, role_fields(&participant))));
+        out.push((created, meeting_view(doc, &user, role_fields(&participant))));
     }
     out.sort_by(|a, b| b.0.total_cmp(&a.0));
     out.truncate(limit);
