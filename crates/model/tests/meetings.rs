@@ -134,7 +134,7 @@ async fn create_meeting_validates_its_arguments() {
 }
 
 #[tokio::test]
-async fn create_meeting_invites_participants_by_id_and_by_email_within_the_org() {
+async fn defect_20_create_meeting_invites_participant_emails_within_the_org() {
     let env = Env::new().await;
     let ada = env.user("ada", Some(ORG_A), "member").await;
     let grace = env.user("grace", Some(ORG_A), "member").await;
