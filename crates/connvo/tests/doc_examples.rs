@@ -165,6 +165,26 @@ fn cases() -> Vec<Case> {
         ),
         case("settings/mutations:updateSettings", Dev(&ADA), people::ada),
         case(
+            "admin/featureFlags:setFlag",
+            Dev(&ADA),
+            system_examples::flag_admin,
+        ),
+        case(
+            "audit/logging:listAuditLogs",
+            Dev(&ADA),
+            system_examples::audit_trail,
+        ),
+        case(
+            "system/featureFlags:getFlag",
+            Dev(&ADA),
+            system_examples::flags,
+        ),
+        case(
+            "system/featureFlags:listFlags",
+            Dev(&ADA),
+            system_examples::flags,
+        ),
+        case(
             "meetings/lifecycle:createMeeting",
             Dev(&ADA),
             meeting_examples::ada,
@@ -800,6 +820,111 @@ mod people {
             )
             .await?;
             Ok(subs(&[(EX_ADA, &ada), (EX_OTHER, &grace)]))
+        })
+    }
+}
+
+/// Seeds of the system-services examples (feature flags, audit log): Ada,
+/// an admin of her organization, signed in; the data the examples read is
+/// written through the internal functions, as the operator and the domains
+/// would.
+mod system_examples {
+    use super::{ADA, Caller, FunctionKind, GRACE, Harness, Seeded, Substitutions, User, json};
+
+    /// The meeting whose audit trail the `listAuditLogs` example reads (an
+    /// audit entry's `resourceId` is a plain string, so no meeting row is
+    /// needed).
+    const EX_MEETING: &str = "q2dwfyhwpqr470r58knfvptxp5vz3bpmgb50";
+
+    async fn mutation(
+        h: &Harness,
+        caller: Caller,
+        path: &str,
+        args: serde_json::Value,
+    ) -> anyhow::Result<serde_json::Value> {
+        h.call(caller, FunctionKind::Mutation, path, args).await
+    }
+
+    /// Signs `user` in (`upsertUser` from the token); returns the user id.
+    async fn provision(h: &Harness, user: &'static User) -> anyhow::Result<String> {
+        let id = mutation(
+            h,
+            Caller::Dev(user),
+            "users/mutations:upsertUser",
+            json!({}),
+        )
+        .await?;
+        Ok(id.as_str().unwrap_or_default().to_owned())
+    }
+
+    /// Sets a production flag through the operator's internal function.
+    async fn set_flag(
+        h: &Harness,
+        key: &str,
+        value: serde_json::Value,
+    ) -> anyhow::Result<serde_json::Value> {
+        mutation(
+            h,
+            Caller::Anonymous,
+            "system/featureFlags:setFlag",
+            json!({"key": key, "value": value}),
+        )
+        .await
+    }
+
+    /// Ada, whose organization is an operator organization
+    /// (`system.flagAdminOrgs`).
+    pub(super) fn flag_admin(h: &Harness) -> Seeded<'_> {
+        Box::pin(async move {
+            provision(h, &ADA).await?;
+            set_flag(h, "system.flagAdminOrgs", json!(ADA.org)).await?;
+            Ok(Substitutions::new())
+        })
+    }
+
+    /// Ada, and the two production flags of the examples.
+    pub(super) fn flags(h: &Harness) -> Seeded<'_> {
+        Box::pin(async move {
+            provision(h, &ADA).await?;
+            set_flag(h, "meetings.liveTranscription", json!(true)).await?;
+            set_flag(h, "notes.maxCollaborators", json!(8)).await?;
+            Ok(Substitutions::new())
+        })
+    }
+
+    /// Ada and Grace signed in, and Ada's two audit entries about Grace in
+    /// the meeting: the role change, then the removal.
+    pub(super) fn audit_trail(h: &Harness) -> Seeded<'_> {
+        Box::pin(async move {
+            let ada = provision(h, &ADA).await?;
+            let grace = provision(h, &GRACE).await?;
+            let entries = [
+                (
+                    "participant.role_changed",
+                    json!({"targetUserId": grace, "from": "participant", "to": "observer"}),
+                ),
+                (
+                    "participant.removed",
+                    json!({"targetUserId": grace, "reason": "host_removed"}),
+                ),
+            ];
+            for (action, metadata) in entries {
+                mutation(
+                    h,
+                    Caller::Anonymous,
+                    "audit/logging:createAuditLog",
+                    json!({
+                        "actorUserId": ada,
+                        "orgId": ADA.org,
+                        "resourceType": "meeting",
+                        "resourceId": EX_MEETING,
+                        "action": action,
+                        "metadata": metadata,
+                    }),
+                )
+                .await?;
+            }
+            Ok(Substitutions::new())
         })
     }
 }
