@@ -466,7 +466,10 @@ async fn oversized_frame_closes_the_socket() {
             WsEvent::Close(frame) => {
                 eprintln!("oversized frame: close frame {frame:?}");
                 if let Some((code, reason)) = frame {
-                    assert_eq!(code, 1009, "close code for an oversized message ({reason:?})");
+                    assert_eq!(
+                        code, 1009,
+                        "close code for an oversized message ({reason:?})"
+                    );
                     assert!(
                         reason.starts_with("MessageTooLarge"),
                         "close reason for an oversized message: {reason:?}"

@@ -137,12 +137,22 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 impl Error {
     /// A system error with a code and message (not exposed as `errorData`).
     pub fn new(code: ErrorCode, message: impl Into<Cow<'static, str>>) -> Self {
-        Self { code, message: message.into(), metadata: None, application: false }
+        Self {
+            code,
+            message: message.into(),
+            metadata: None,
+            application: false,
+        }
     }
 
     /// An application error, the equivalent of throwing `ConvexError({code, message})`.
     pub fn app(code: ErrorCode, message: impl Into<Cow<'static, str>>) -> Self {
-        Self { code, message: message.into(), metadata: None, application: true }
+        Self {
+            code,
+            message: message.into(),
+            metadata: None,
+            application: true,
+        }
     }
 
     /// Attaches structured metadata (sent to clients for application errors).

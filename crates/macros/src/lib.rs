@@ -54,12 +54,22 @@ impl Parse for Attr {
                 "returns" => returns = Some(input.parse::<Expr>()?),
                 "retry" => retry = Some(input.parse::<Expr>()?),
                 other => {
-                    return Err(syn::Error::new(key.span(), format!("unknown key `{other}` (expected path, args, returns, retry)")));
+                    return Err(syn::Error::new(
+                        key.span(),
+                        format!("unknown key `{other}` (expected path, args, returns, retry)"),
+                    ));
                 }
             }
         }
-        let path = path.ok_or_else(|| syn::Error::new(kind.span(), "missing `path = \"dir/file:export\"`"))?;
-        Ok(Self { kind, path, args, returns, retry })
+        let path = path
+            .ok_or_else(|| syn::Error::new(kind.span(), "missing `path = \"dir/file:export\"`"))?;
+        Ok(Self {
+            kind,
+            path,
+            args,
+            returns,
+            retry,
+        })
     }
 }
 
@@ -85,7 +95,10 @@ pub fn function(attr: TokenStream, item: TokenStream) -> TokenStream {
     for a in &func.attrs {
         if let Meta::NameValue(nv) = &a.meta
             && nv.path.is_ident("doc")
-            && let Expr::Lit(syn::ExprLit { lit: syn::Lit::Str(s), .. }) = &nv.value
+            && let Expr::Lit(syn::ExprLit {
+                lit: syn::Lit::Str(s),
+                ..
+            }) = &nv.value
         {
             let line = s.value();
             doc_lines.push(line.strip_prefix(' ').map(str::to_owned).unwrap_or(line));
@@ -96,7 +109,10 @@ pub fn function(attr: TokenStream, item: TokenStream) -> TokenStream {
     let spec_fn = format_ident!("{}_spec", name);
     let path = &attr.path;
     let args = attr.args.map(|e| quote!(.args(#e))).unwrap_or_default();
-    let returns = attr.returns.map(|e| quote!(.returns(#e))).unwrap_or_default();
+    let returns = attr
+        .returns
+        .map(|e| quote!(.returns(#e)))
+        .unwrap_or_default();
     let retry = attr.retry.map(|e| quote!(.retry(#e))).unwrap_or_default();
     let vis = &func.vis;
     let spec_doc = format!("The registration of [`{name}`] (`{}`).", path.value());

@@ -1431,3 +1431,57 @@ fn public_functions_follow_the_doc_standard() {
         }
     }
 }
+
+#[tokio::test]
+async fn denied_access_is_recorded_in_the_audit_log() {
+    let w = audit_world().await;
+    // Grace (a member) tries the admin-only reader and is refused.
+    assert_eq!(
+        code(
+            &w.env
+                .query(
+                    "audit/logging:listAuditLogs",
+                    page_args(json!({})),
+                    Some(&w.grace)
+                )
+                .await
+        ),
+        Some(ErrorCode::Forbidden)
+    );
+    // The runtime records the refusal in its own transaction, in the
+    // background: Ada (admin of the same org) sees it shortly after.
+    let mut found = None;
+    for _ in 0..100 {
+        let page = w
+            .env
+            .query(
+                "audit/logging:listAuditLogs",
+                page_args(json!({"resourceType": "function", "resourceId": "audit/logging:listAuditLogs"})),
+                Some(&w.ada),
+            )
+            .await
+            .expect("admin reads");
+        if let Some(entry) = page["page"].as_array().and_then(|p| p.first()).cloned() {
+            found = Some(entry);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let entry = found.expect("an access.denied entry");
+    assert_eq!(entry["action"], "access.denied");
+    assert_eq!(entry["metadata"]["code"], "FORBIDDEN");
+    assert!(entry["actorUserId"].is_string(), "{entry}");
+    // Bob (admin of another org) does not see org A's denial.
+    let bobs = w
+        .env
+        .query(
+            "audit/logging:listAuditLogs",
+            page_args(
+                json!({"resourceType": "function", "resourceId": "audit/logging:listAuditLogs"}),
+            ),
+            Some(&w.bob),
+        )
+        .await
+        .expect("bob reads his org");
+    assert!(bobs["page"].as_array().expect("page").is_empty());
+}

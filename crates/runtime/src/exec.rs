@@ -194,6 +194,49 @@ impl Runtime {
         Ok(Arc::clone(spec))
     }
 
+    /// Runs the registry's denial hook (see [`Registry::set_denial_hook`])
+    /// in the background when a public function refused a signed-in caller.
+    fn report_denial(
+        &self,
+        spec: &FunctionSpec,
+        identity: &Option<Arc<Identity>>,
+        result: &Result<Value>,
+    ) {
+        let (Some(hook), Some(identity), Err(e)) =
+            (self.inner.registry.denial_hook(), identity, result)
+        else {
+            return;
+        };
+        if spec.visibility != Visibility::Public
+            || !matches!(
+                e.code(),
+                ErrorCode::Forbidden | ErrorCode::InsufficientPermissions
+            )
+        {
+            return;
+        }
+        let args = Value::object([
+            ("function".to_owned(), Value::String(spec.path.clone())),
+            (
+                "code".to_owned(),
+                Value::String(e.code().as_str().to_owned()),
+            ),
+            ("message".to_owned(), Value::String(e.message().to_owned())),
+        ]);
+        let runtime = self.clone();
+        let hook = hook.to_owned();
+        let identity = Arc::clone(identity);
+        metrics::counter!("connvo_access_denied_total").increment(1);
+        tokio::spawn(async move {
+            if let Err(err) = runtime
+                .call(FunctionKind::Mutation, &hook, args, Some(identity))
+                .await
+            {
+                tracing::warn!(hook = %hook, error = %err, "could not record a denied access");
+            }
+        });
+    }
+
     /// Runs a query at `snapshot` (a fresh one when `None`).
     pub async fn run_query(
         &self,
@@ -203,6 +246,7 @@ impl Runtime {
         snapshot: Option<Arc<dyn Snapshot>>,
         journal: Option<String>,
     ) -> QueryOutcome {
+        let identity_for_hook = identity.clone();
         let started = Instant::now();
         let log = LogLines::default();
         let snapshot = match snapshot {
@@ -266,6 +310,7 @@ impl Runtime {
             }
         };
         record_metrics(spec, started, result.is_ok());
+        self.report_denial(spec, &identity_for_hook, &result);
         QueryOutcome {
             result,
             log_lines: log.take(),
@@ -286,10 +331,12 @@ impl Runtime {
         session: Option<SessionRequest>,
     ) -> MutationOutcome {
         let started = Instant::now();
+        let identity_for_hook = identity.clone();
         let outcome = self
             .run_mutation_inner(spec, args, identity, session, None)
             .await;
         record_metrics(spec, started, outcome.result.is_ok());
+        self.report_denial(spec, &identity_for_hook, &outcome.result);
         outcome
     }
 
@@ -440,6 +487,7 @@ impl Runtime {
         args: Value,
         identity: Option<Arc<Identity>>,
     ) -> ActionOutcome {
+        let identity_for_hook = identity.clone();
         let started = Instant::now();
         let log = LogLines::default();
         let result = match (&spec.handler, validate_args(spec, &args)) {
@@ -460,6 +508,7 @@ impl Runtime {
             ))),
         };
         record_metrics(spec, started, result.is_ok());
+        self.report_denial(spec, &identity_for_hook, &result);
         ActionOutcome {
             result,
             log_lines: log.take(),

@@ -298,6 +298,7 @@ pub struct CronSpec {
 pub struct Registry {
     functions: BTreeMap<String, Arc<FunctionSpec>>,
     crons: Vec<CronSpec>,
+    denial_hook: Option<String>,
 }
 
 impl Registry {
@@ -330,6 +331,22 @@ impl Registry {
             function: function.to_owned(),
             args,
         });
+    }
+
+    /// Names an internal mutation the runtime runs — in its own
+    /// transaction, with the caller's identity — whenever a public function
+    /// refuses a signed-in caller with `FORBIDDEN` or
+    /// `INSUFFICIENT_PERMISSIONS`. Its arguments are
+    /// `{function, code, message}`. This is how denied access reaches the
+    /// audit log even though the refused function's own transaction never
+    /// commits.
+    pub fn set_denial_hook(&mut self, path: &str) {
+        self.denial_hook = Some(path.to_owned());
+    }
+
+    /// The denial hook, if any.
+    pub fn denial_hook(&self) -> Option<&str> {
+        self.denial_hook.as_deref()
     }
 
     /// The function at a canonical path.

@@ -422,8 +422,53 @@ async fn create_audit_log(ctx: MutationCtx, args: CreateArgs) -> Result<()> {
     record(&ctx.db, entry).await
 }
 
-/// Registers `audit/logging:*`.
+/// The path of the denied-access recorder (the runtime's denial hook).
+pub const RECORD_DENIED_ACCESS: &str = "audit/logging:recordDeniedAccess";
+
+#[derive(Deserialize)]
+struct DeniedArgs {
+    function: String,
+    code: String,
+    message: String,
+}
+
+/// @summary Records that a public function refused the caller
+///
+/// @description Internal: the runtime runs this in its own transaction, with
+/// the refused caller's identity, whenever a public function answers a
+/// signed-in caller with FORBIDDEN or INSUFFICIENT_PERMISSIONS (the refused
+/// function's own transaction never commits, so it cannot record this
+/// itself). Writes an `access.denied` entry for the function, with the
+/// caller as actor and the org from the token; a caller without a user row
+/// is recorded without actor.
+#[macros::function(
+    internal_mutation,
+    path = "audit/logging:recordDeniedAccess",
+    args = v::object([("function", v::string()), ("code", v::string()), ("message", v::string())]),
+    returns = v::null()
+)]
+async fn record_denied_access(ctx: MutationCtx, args: DeniedArgs) -> Result<()> {
+    let mut entry = AuditEntry::new("function", args.function, "access.denied", ctx.now_ms())
+        .with("code", args.code)
+        .with("message", args.message);
+    match require_user(&ctx.db, &ctx.auth).await {
+        Ok(user) => entry = entry.by(&user),
+        Err(_) => {
+            let identity = ctx.auth.get_user_identity();
+            entry = entry.org(identity.and_then(|i| i.org_id.clone())).with(
+                "subject",
+                identity.map(|i| i.subject.clone()).unwrap_or_default(),
+            );
+        }
+    }
+    record(&ctx.db, entry).await
+}
+
+/// Registers `audit/logging:*` and makes the denied-access recorder the
+/// runtime's denial hook.
 pub fn register(registry: &mut Registry) {
     registry.register(list_audit_logs_spec());
     registry.register(create_audit_log_spec());
+    registry.register(record_denied_access_spec());
+    registry.set_denial_hook(RECORD_DENIED_ACCESS);
 }
