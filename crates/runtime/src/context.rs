@@ -708,22 +708,28 @@ impl ActionCtx {
         &self.runtime.http
     }
 
+    async fn run_nested<T: DeserializeOwned>(
+        &self,
+        kind: crate::FunctionKind,
+        path: &str,
+        args: impl Serialize,
+    ) -> Result<T> {
+        let args = values::to_value(&args)?;
+        let v = self
+            .runtime
+            .call_nested(kind, path, args, self.auth.shared())
+            .await?;
+        values::from_value(v)
+    }
+
     /// Runs a query (public or internal) with the caller's identity.
     pub async fn run_query<T: DeserializeOwned>(
         &self,
         path: &str,
         args: impl Serialize,
     ) -> Result<T> {
-        let v = self
-            .runtime
-            .call_nested(
-                crate::FunctionKind::Query,
-                path,
-                values::to_value(&args)?,
-                self.auth.shared(),
-            )
-            .await?;
-        values::from_value(v)
+        self.run_nested(crate::FunctionKind::Query, path, args)
+            .await
     }
 
     /// Runs a mutation (public or internal) with the caller's identity.
@@ -732,16 +738,8 @@ impl ActionCtx {
         path: &str,
         args: impl Serialize,
     ) -> Result<T> {
-        let v = self
-            .runtime
-            .call_nested(
-                crate::FunctionKind::Mutation,
-                path,
-                values::to_value(&args)?,
-                self.auth.shared(),
-            )
-            .await?;
-        values::from_value(v)
+        self.run_nested(crate::FunctionKind::Mutation, path, args)
+            .await
     }
 
     /// Runs another action with the caller's identity.
@@ -750,16 +748,8 @@ impl ActionCtx {
         path: &str,
         args: impl Serialize,
     ) -> Result<T> {
-        let v = self
-            .runtime
-            .call_nested(
-                crate::FunctionKind::Action,
-                path,
-                values::to_value(&args)?,
-                self.auth.shared(),
-            )
-            .await?;
-        values::from_value(v)
+        self.run_nested(crate::FunctionKind::Action, path, args)
+            .await
     }
 
     /// Schedules a function (in its own small transaction).
