@@ -169,11 +169,30 @@ mod tests {
 
     #[test]
     fn bytes_and_specials() {
-        assert_eq!(
-            from_value::<String>(Value::Bytes(vec![1, 2, 3])).unwrap(),
-            "AQID"
-        );
-        assert_eq!(from_value::<i64>(Value::Int64(i64::MIN)).unwrap(), i64::MIN);
+        // int64 and bytes keep their Convex encoding, so `Value` fields
+        // round-trip them exactly…
+        #[derive(serde::Deserialize)]
+        struct Holder {
+            v: Value,
+        }
+        for original in [
+            Value::Bytes(vec![1, 2, 3]),
+            Value::Int64(i64::MIN),
+            Value::Int64(5),
+        ] {
+            let wrapped = Value::object([("v", original.clone())]);
+            assert_eq!(from_value::<Holder>(wrapped).unwrap().v, original);
+        }
+        // …and an i64 field that takes Convex int64s says so.
+        #[derive(serde::Deserialize)]
+        struct Big {
+            #[serde(with = "crate::int64")]
+            n: i64,
+        }
+        let big = Value::object([("n", Value::Int64(i64::MIN))]);
+        assert_eq!(from_value::<Big>(big).unwrap().n, i64::MIN);
+        // A plain field does not silently accept the encoded form.
+        assert!(from_value::<String>(Value::Bytes(vec![1, 2, 3])).is_err());
         let neg_zero: f64 = from_value(Value::Float64(-0.0)).unwrap();
         assert!(neg_zero == 0.0 && neg_zero.is_sign_negative());
         assert_eq!(
