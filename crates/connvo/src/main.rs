@@ -2,7 +2,9 @@
 //!
 //! * `connvo serve` — runs the whole backend: SQLite under `--data-dir`
 //!   (default `./connvo-data`) on port `--port` (default 3210), no other
-//!   configuration needed.
+//!   configuration needed; or, with `--database-url postgres://…`, one of
+//!   several stateless nodes on a shared PostgreSQL schema (the commit-log
+//!   tailer carries other nodes' commits to this node's subscribers).
 //! * `connvo dev-token` — prints a development JWT the server on the same
 //!   data dir trusts when dev auth is on.
 //! * `connvo docs validate`, `connvo openapi` — the API documentation
@@ -13,10 +15,13 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use database::{Database, DatabaseOptions, RandomIds, SystemClock};
+use persistence::Persistence;
+use persistence_postgres::{PostgresOptions, PostgresPersistence};
 use persistence_sqlite::{SqliteOptions, SqlitePersistence};
 use runtime::{Registry, Runtime, RuntimeConfig};
 use server::{AppState, AuthConfig, ServerConfig};
@@ -78,6 +83,20 @@ struct ServeArgs {
     /// Directory of the embedded SQLite database and the dev auth key.
     #[arg(long, env = "CONNVO_DATA_DIR", default_value = "./connvo-data")]
     data_dir: PathBuf,
+    /// A PostgreSQL URL (`postgres://user:pass@host:port/db?sslmode=require`):
+    /// store everything there instead of SQLite, so several nodes can serve
+    /// one deployment. The data dir then only holds the dev auth key.
+    #[arg(long, env = "CONNVO_DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
+    /// The PostgreSQL schema that holds the tables (created if missing).
+    #[arg(long, env = "CONNVO_DATABASE_SCHEMA", default_value = "connvo")]
+    database_schema: String,
+    /// PEM file of CA certificates: requires TLS and verifies the server (verify-full).
+    #[arg(long, env = "CONNVO_DATABASE_TLS_CA")]
+    database_tls_ca: Option<PathBuf>,
+    /// PostgreSQL connections for reads (writes use one more).
+    #[arg(long, env = "CONNVO_DATABASE_POOL_SIZE", default_value_t = 16)]
+    database_pool_size: usize,
     /// Port to listen on (0 picks a free port).
     #[arg(long, env = "CONNVO_PORT", default_value_t = 3210)]
     port: u16,
@@ -231,15 +250,37 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
         .install_recorder()
         .map_err(|e| anyhow::anyhow!("metrics recorder: {e}"))?;
-    let persistence = SqlitePersistence::open(
-        &args.data_dir,
-        SqliteOptions {
-            synchronous_full: args.sqlite_sync == SqliteSync::Full,
-            ..Default::default()
-        },
-    )
-    .map_err(|e| anyhow::anyhow!("{e}"))
-    .with_context(|| format!("opening the data dir {}", args.data_dir.display()))?;
+    let persistence: Arc<dyn Persistence> = match &args.database_url {
+        Some(url) => {
+            let options = PostgresOptions {
+                schema: args.database_schema.clone(),
+                tls_ca_file: args.database_tls_ca.clone(),
+                read_pool_size: args.database_pool_size.max(1),
+                ..PostgresOptions::default()
+            };
+            let store = PostgresPersistence::connect(url, options)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))
+                .with_context(|| {
+                    format!(
+                        "connecting to PostgreSQL ({}, schema {:?}); check --database-url / CONNVO_DATABASE_URL and that the server is reachable",
+                        redact(url),
+                        args.database_schema
+                    )
+                })?;
+            tracing::info!(target = %store.target(), schema = %store.schema(), "PostgreSQL persistence");
+            store
+        }
+        None => SqlitePersistence::open(
+            &args.data_dir,
+            SqliteOptions {
+                synchronous_full: args.sqlite_sync == SqliteSync::Full,
+                ..Default::default()
+            },
+        )
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .with_context(|| format!("opening the data dir {}", args.data_dir.display()))?,
+    };
     let schema = Arc::new(model::schema().map_err(|e| anyhow::anyhow!("schema: {e}"))?);
     let db = Database::open(
         persistence,
@@ -250,6 +291,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     )
     .await
     .map_err(|e| anyhow::anyhow!("opening the database: {e}"))?;
+    if args.database_url.is_some() {
+        // Other nodes commit to the same schema: apply their commits to this
+        // node's subscriptions (5 ms while busy, backing off to 50 ms).
+        db.start_commit_tailer(Duration::from_millis(5));
+    }
     let mut registry = Registry::new();
     model::register(
         &mut registry,
@@ -315,6 +361,24 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let _ = tokio::time::timeout(std::time::Duration::from_secs(5), scheduler).await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// `url` without its password (for error messages and logs).
+fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return "<not a URL>".to_owned();
+    };
+    let (authority, tail) = match rest.find(['/', '?']) {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
+            format!("{scheme}://{user}:***@{host}{tail}")
+        }
+        None => url.to_owned(),
+    }
 }
 
 async fn wait_for_signal() {

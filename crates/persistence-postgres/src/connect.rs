@@ -105,6 +105,7 @@ impl Endpoint {
 
     /// One unpooled connection whose driver task runs on the current Tokio
     /// runtime (for administrative work such as test clean-up).
+    #[cfg_attr(not(feature = "testing"), allow(dead_code))]
     pub(crate) async fn connect_client(&self) -> Result<tokio_postgres::Client> {
         let attempt = self.config.connect(self.tls.clone());
         let (client, connection) = tokio::time::timeout(self.connect_timeout, attempt)
