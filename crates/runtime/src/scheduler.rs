@@ -13,6 +13,7 @@
 //! | `state` | `pending`, `inProgress` (actions), `success`, `failed`, `canceled` |
 //! | `attempts` | runs started |
 //! | `completedTime`, `error` | set when finished |
+//! | `leaseNode`, `leaseUntil` | running actions: the node running it and until when (ms) its lease holds |
 //!
 //! **Exactly once for mutations**: a scheduled mutation runs in one
 //! transaction with the check that its job is still `pending` and the update
@@ -21,6 +22,15 @@
 //! finished. Their [`RetryPolicy`] is explicit: `AtMostOnce` (default) marks an
 //! interrupted or failed action `failed`; `Retry` puts it back to `pending`
 //! with exponential backoff until its attempts are used up.
+//!
+//! **Leases (several nodes).** Claiming an action also writes a lease:
+//! `leaseNode` (the claiming process) and `leaseUntil` (now +
+//! [`ACTION_LEASE_MS`]); the runner renews it every third of that while the
+//! action runs. [`Runtime::recover_interrupted_jobs`] — at start-up and then
+//! periodically from the scheduler loop — only takes over `inProgress`
+//! actions whose lease expired (or that have none, from before leases), so a
+//! node starting up never grabs an action another live node is running, and
+//! the actions of a node that died are recovered within a lease period.
 //!
 //! **Crons** are declared in code ([`crate::Registry::cron`]); their state
 //! (`nextRun`) lives in `_cron_jobs`. A due cron advances `nextRun` and
@@ -52,6 +62,35 @@ pub const SESSION_REQUESTS_TABLE: &str = "_session_requests";
 pub const SESSION_REQUEST_RETENTION_MS: f64 = 14.0 * 24.0 * 3600.0 * 1000.0;
 /// How long finished jobs are kept (7 days).
 pub const FINISHED_JOB_RETENTION_MS: f64 = 7.0 * 24.0 * 3600.0 * 1000.0;
+
+/// How long a claimed action's lease lasts without renewal (ms).
+pub const ACTION_LEASE_MS: f64 = 30_000.0;
+
+/// How often a running action's lease is renewed.
+const LEASE_RENEW_EVERY: Duration = Duration::from_millis(ACTION_LEASE_MS as u64 / 3);
+
+/// How often the scheduler loop looks for actions whose lease expired.
+const RECOVERY_EVERY: Duration = Duration::from_millis(ACTION_LEASE_MS as u64 / 2);
+
+/// This process's name in `leaseNode`: pid and start time.
+fn node_id() -> &'static str {
+    static ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    ID.get_or_init(|| {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default();
+        format!("{}-{nanos:x}", std::process::id())
+    })
+}
+
+/// Whether an `inProgress` job's lease has expired at `now_ms` (a job
+/// without a lease, claimed before leases existed, counts as expired).
+fn lease_expired(doc: &Document, now_ms: f64) -> bool {
+    doc.field("leaseUntil")
+        .and_then(Value::as_f64)
+        .is_none_or(|until| until <= now_ms)
+}
 
 /// The system tables the runtime needs; add them to every schema.
 pub fn system_tables() -> Vec<TableDef> {
@@ -386,21 +425,27 @@ impl Runtime {
         .await
     }
 
-    /// Marks actions left `inProgress` by a previous run of the server as
-    /// interrupted: `failed`, or back to `pending` if their retry policy allows.
+    /// Marks actions left `inProgress` by a stopped or dead node as
+    /// interrupted: `failed`, or back to `pending` if their retry policy
+    /// allows. Only actions whose lease expired are touched (see the module
+    /// documentation), so actions running on live nodes are left alone.
     pub async fn recover_interrupted_jobs(&self) -> Result<usize> {
         let registry = Arc::clone(&self.inner.registry);
         with_mutation(self, |ctx| {
             let registry = Arc::clone(&registry);
             async move {
-                let stuck = ctx
+                let now = ctx.now_ms();
+                let stuck: Vec<Document> = ctx
                     .db
                     .query(SCHEDULED_TABLE)
                     .with_index("by_state_time", |r| {
                         r.eq("state", JobState::InProgress.as_str())
                     })
                     .collect()
-                    .await?;
+                    .await?
+                    .into_iter()
+                    .filter(|d| lease_expired(d, now))
+                    .collect();
                 for doc in &stuck {
                     let status = JobStatus::from_document(doc);
                     let policy = status
@@ -609,6 +654,11 @@ impl Runtime {
                                         Value::String(JobState::InProgress.as_str().into()),
                                     ),
                                     ("attempts".to_owned(), Value::Float64(attempts)),
+                                    ("leaseNode".to_owned(), Value::String(node_id().to_owned())),
+                                    (
+                                        "leaseUntil".to_owned(),
+                                        Value::Float64(ctx.now_ms() + ACTION_LEASE_MS),
+                                    ),
                                 ]),
                             )
                             .await?;
@@ -618,7 +668,22 @@ impl Runtime {
                     let Some(attempts) = claimed else { continue };
                     let rt = self.clone();
                     let task = tokio::spawn(async move {
-                        let outcome = rt.run_action(&spec, args, None).await;
+                        let outcome = {
+                            let run = rt.run_action(&spec, args, None);
+                            tokio::pin!(run);
+                            let mut renew = tokio::time::interval(LEASE_RENEW_EVERY);
+                            renew.tick().await;
+                            loop {
+                                tokio::select! {
+                                    outcome = &mut run => break outcome,
+                                    _ = renew.tick() => {
+                                        if let Err(e) = renew_lease(&rt, id, attempts).await {
+                                            tracing::warn!(job = %id, error = %e, "could not renew a scheduled action's lease");
+                                        }
+                                    }
+                                }
+                            }
+                        };
                         let msg = outcome
                             .result
                             .as_ref()
@@ -721,12 +786,19 @@ impl Runtime {
         if let Err(e) = self.sync_crons().await {
             tracing::error!(error = %e, "could not sync crons");
         }
-        match self.recover_interrupted_jobs().await {
-            Ok(0) => {}
-            Ok(n) => tracing::warn!(jobs = n, "recovered actions interrupted by a restart"),
-            Err(e) => tracing::error!(error = %e, "could not recover interrupted jobs"),
-        }
+        let mut last_recovery: Option<std::time::Instant> = None;
         loop {
+            if last_recovery.is_none_or(|t| t.elapsed() >= RECOVERY_EVERY) {
+                last_recovery = Some(std::time::Instant::now());
+                match self.recover_interrupted_jobs().await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::warn!(
+                        jobs = n,
+                        "recovered actions whose node stopped (lease expired)"
+                    ),
+                    Err(e) => tracing::error!(error = %e, "could not recover interrupted jobs"),
+                }
+            }
             if let Err(e) = self.scheduler_tick(false).await {
                 tracing::error!(error = %e, "scheduler pass failed");
             }
@@ -742,9 +814,11 @@ impl Runtime {
             };
             let subscription = self.database().subscriptions().subscribe(read_set, ts);
             let now = self.database().clock().now_ms();
-            let wait = next.map_or(Duration::from_secs(60), |t| {
-                Duration::from_millis(((t - now).max(0.0) as u64).min(60_000))
-            });
+            let wait = next
+                .map_or(Duration::from_secs(60), |t| {
+                    Duration::from_millis(((t - now).max(0.0) as u64).min(60_000))
+                })
+                .min(RECOVERY_EVERY);
             if wait.is_zero() {
                 tokio::task::yield_now().await;
                 continue;
@@ -756,6 +830,31 @@ impl Runtime {
             }
         }
     }
+}
+
+/// Extends the lease of a running action, if the job is still the attempt
+/// this node claimed.
+async fn renew_lease(runtime: &Runtime, id: JobId, attempts: u32) -> Result<()> {
+    with_mutation(runtime, |ctx| async move {
+        let current = ctx.db.get(id).await?;
+        let ours = current.as_ref().is_some_and(|d| {
+            d.field("state").and_then(Value::as_str) == Some(JobState::InProgress.as_str())
+                && d.field("attempts").and_then(Value::as_f64) == Some(f64::from(attempts))
+        });
+        if ours {
+            ctx.db
+                .patch(
+                    id,
+                    Value::object([(
+                        "leaseUntil".to_owned(),
+                        Value::Float64(ctx.now_ms() + ACTION_LEASE_MS),
+                    )]),
+                )
+                .await?;
+        }
+        Ok(())
+    })
+    .await
 }
 
 async fn finish_action_state(

@@ -498,3 +498,26 @@ async fn a_job_for_a_function_that_no_longer_exists_fails() {
     assert!(s.error.is_some());
     assert_eq!(probes.work.load(Ordering::SeqCst), 0);
 }
+
+#[tokio::test]
+async fn recovery_leaves_actions_with_a_live_lease_alone() {
+    let (env, probes) = setup().await;
+    let job = schedule(&env, "jobs:onceAction", 60_000, json!({})).await;
+    // Another node claimed it and holds a lease for 30 s more.
+    let until = now(&env) + runtime::scheduler::ACTION_LEASE_MS;
+    env.patch(
+        "_scheduled_functions",
+        job,
+        json!({ "state": "inProgress", "attempts": 1, "leaseNode": "other", "leaseUntil": until }),
+    )
+    .await;
+    let env = env.restart(registry(&probes)).await;
+    assert_eq!(env.rt.recover_interrupted_jobs().await.unwrap(), 0);
+    assert_eq!(status(&env, job).await.state, JobState::InProgress);
+    // That node died: once its lease expires, the job is recovered.
+    env.clock
+        .advance_ms(runtime::scheduler::ACTION_LEASE_MS as u64 + 1);
+    assert_eq!(env.rt.recover_interrupted_jobs().await.unwrap(), 1);
+    let s = status(&env, job).await;
+    assert_eq!(s.state, JobState::Failed);
+}
