@@ -18,6 +18,7 @@ pub mod ids;
 pub mod interests;
 pub mod meetings;
 pub mod messaging;
+pub mod notes;
 pub mod profiles;
 pub mod settings;
 pub mod system;
