@@ -238,8 +238,8 @@ fn seed_strategy() -> impl Strategy<Value = Seed> {
     (0u8..16, any::<usize>(), any::<usize>(), 0..POOL.len())
 }
 
-/// A valid operation on `doc`: mostly inserts and deletes (short and long,
-/// so that they overlap), sometimes a retain.
+/// A valid operation on `doc`: mostly inserts (often at the same place) and
+/// deletes (short and long, so that they overlap), sometimes a retain.
 fn make_op(doc: &str, (kind, s1, s2, text): Seed) -> Operation {
     let bounds = boundaries(doc);
     let chars = bounds.len() - 1;
@@ -258,7 +258,14 @@ fn make_op(doc: &str, (kind, s1, s2, text): Seed) -> Operation {
         let j = i + s2 % (bounds.len() - i);
         Operation::retain(bounds[i], bounds[j] - bounds[i])
     } else {
-        Operation::insert(bounds[s1 % bounds.len()], POOL[text])
+        // Typing at the end or the start of the note is common, and makes
+        // concurrent inserts at the same position (ties) frequent.
+        let position = match kind {
+            7..=9 => bounds[chars],
+            10 => 0,
+            _ => bounds[s1 % bounds.len()],
+        };
+        Operation::insert(position, POOL[text])
     }
 }
 
@@ -348,7 +355,11 @@ fn tag_insert_ids(ops: &[Operation]) -> usize {
 /// Applies `ops` to a tagged document; the k-th insert in `ops` is the
 /// operation `insert_ids[k]`.
 fn apply_tags(tags: &mut Vec<Tag>, ops: &[Operation], insert_ids: &[u32]) {
-    assert_eq!(tag_insert_ids(ops), insert_ids.len());
+    assert_eq!(
+        tag_insert_ids(ops),
+        insert_ids.len(),
+        "a transform dropped or duplicated an insert"
+    );
     let mut ids = insert_ids.iter();
     for op in ops {
         match op {
