@@ -519,7 +519,10 @@ pub fn transform_sequences(
 /// client's base version, so that it applies after `committed_since_base`
 /// (every operation committed since that version, in commit order). The
 /// incoming operation takes [`Side::Right`]: at a tie its text goes after
-/// the text committed first.
+/// the text committed first. A client's batch of sequential operations
+/// (one base version) goes through [`transform_sequences`] with
+/// [`Side::Right`] instead, so that the batch is not treated as concurrent
+/// with itself (the original's batch defect).
 pub fn transform_against_all(op: &Operation, committed_since_base: &[Operation]) -> Vec<Operation> {
     one_against_sequence(op, committed_since_base, Side::Right).0
 }
