@@ -147,6 +147,11 @@ struct ServeArgs {
     /// Register the `testing/*` functions used by the test suites.
     #[arg(long, env = "CONNVO_TEST_FUNCTIONS")]
     test_functions: bool,
+    /// With --test-functions: a cron `testing.cronTick` firing every this
+    /// many ms, sending a `tick` message on channel `cron-tick` (tests of
+    /// crons across several nodes).
+    #[arg(long, hide = true, requires = "test_functions")]
+    test_cron_interval_ms: Option<u64>,
     /// Log format (the filter comes from RUST_LOG, default `info`).
     #[arg(long, env = "CONNVO_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -303,6 +308,17 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             test_functions: args.test_functions,
         },
     );
+    if let Some(ms) = args.test_cron_interval_ms {
+        registry.cron(
+            "testing.cronTick",
+            runtime::registry::CronSchedule::Interval(Duration::from_millis(ms.max(1))),
+            "testing/messages:sendInternal",
+            values::Value::object([
+                ("channel".to_owned(), values::Value::from("cron-tick")),
+                ("body".to_owned(), values::Value::from("tick")),
+            ]),
+        );
+    }
     if let Some(api_key) = &args.workos_api_key {
         model::users::workos::register_api(
             &mut registry,

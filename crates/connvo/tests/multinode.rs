@@ -26,6 +26,10 @@ struct Cluster {
 }
 
 async fn cluster(n: usize) -> Cluster {
+    cluster_with(n, &[]).await
+}
+
+async fn cluster_with(n: usize, extra: &[&str]) -> Cluster {
     let schema = TestSchema::new();
     // Reachability (skip or fail per policy) and the tables, once, so the
     // nodes do not race to create them.
@@ -44,7 +48,10 @@ async fn cluster(n: usize) -> Cluster {
                     schema.name().to_owned(),
                     "--database-pool-size".into(),
                     "4".into(),
-                ],
+                ]
+                .into_iter()
+                .chain(extra.iter().map(|a| (*a).to_owned()))
+                .collect(),
                 ..Default::default()
             },
         ));
@@ -327,6 +334,47 @@ async fn a_scheduled_job_runs_once_across_the_cluster() {
     assert!(
         counts.values().all(|n| *n == 1),
         "a job ran more than once: {counts:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cron_fires_once_per_period_across_the_cluster() {
+    const INTERVAL_MS: f64 = 500.0;
+    let c = cluster_with(3, &["--test-cron-interval-ms", "500"]).await;
+    let client = http_client();
+    let started = common::now_ms() as f64;
+    tokio::time::sleep(Duration::from_millis(4000)).await;
+    let list = call_ok(
+        &client,
+        &c.nodes[0].base_url(),
+        "query",
+        "testing/messages:list",
+        json!({"channel": "cron-tick"}),
+    )
+    .await;
+    let elapsed = common::now_ms() as f64 - started;
+    let mut times: Vec<f64> = list
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|m| m["_creationTime"].as_f64().expect("_creationTime"))
+        .collect();
+    times.sort_by(f64::total_cmp);
+    let gaps: Vec<f64> = times.windows(2).map(|w| w[1] - w[0]).collect();
+    eprintln!(
+        "cron every {INTERVAL_MS} ms on 3 nodes: {} firings in {elapsed:.0} ms, gaps {gaps:?}",
+        times.len()
+    );
+    assert!(times.len() >= 3, "the cron fired: {times:?}");
+    // Three nodes firing independently would triple the count and leave
+    // near-zero gaps.
+    assert!(
+        times.len() as f64 <= elapsed / INTERVAL_MS + 2.0,
+        "too many firings: {times:?}"
+    );
+    assert!(
+        gaps.iter().all(|g| *g >= INTERVAL_MS / 2.0),
+        "two firings in one period: {gaps:?}"
     );
 }
 
