@@ -1,14 +1,24 @@
-//! The authorization matrix of the meetings and messaging domains (and the
-//! meeting-scoped `auth/permissions:*` queries): every
-//! public function × {anonymous, user of another org, non-participant,
-//! observer, participant, host, org admin}, each cell asserting success or
-//! the exact error code. Every cell runs against a fresh meeting (hosted by
-//! `host`, with `participant`, `observer` and a second participant whose
-//! messages and membership are the targets of host actions), so cells
-//! cannot influence each other.
+//! The one authorization matrix of the people, meetings, chat,
+//! auth/permissions and system-services domains (issue 4 §7): every public
+//! function of the deployment × {anonymous, user of another org,
+//! non-participant, observer, participant, host, org admin}, each cell
+//! asserting success or the exact error code, and a check that the rows
+//! cover exactly the registry's public functions (a new public function
+//! without a row fails the test).
+//!
+//! Meeting-scoped cells run against a fresh meeting (hosted by `host`, with
+//! `participant`, `observer` and a second participant whose messages and
+//! membership are the targets of host actions), so cells cannot influence
+//! each other. People-domain cells (users, profiles, interests, settings)
+//! run in a fresh deployment each, since several of them deactivate or
+//! delete accounts; their "another user" variants target the second
+//! participant, a member of the callers' organization.
 //!
 //! The org admin is an admin of the meeting's organization who does not
-//! take part in it: organization roles grant no access to meetings.
+//! take part in it: organization roles grant no access to meetings. The
+//! other-org user is a member of a second organization. Signed-out and not
+//! yet provisioned or deactivated callers of the people functions are also
+//! covered in people.rs (`authorization_matrix_of_people_functions`).
 #![allow(missing_docs)]
 
 mod meetings_support;
@@ -17,6 +27,7 @@ use std::collections::BTreeSet;
 
 use errors::ErrorCode;
 use meetings_support::{Env, ORG_A, ORG_B, TestUser};
+use model::system::flags::FLAG_ADMIN_ORGS_KEY;
 use runtime::{FunctionKind, Visibility};
 use serde_json::{Value as Json, json};
 
@@ -64,6 +75,11 @@ enum State {
     None,
     Scheduled,
     Active,
+    /// A fresh deployment for the cell; no meeting.
+    Fresh,
+    /// No meeting; the operator organizations (`system.flagAdminOrgs`)
+    /// are set to this list before the cell.
+    Operators(&'static str),
 }
 
 /// What a cell's arguments can refer to.
@@ -363,7 +379,298 @@ fn rows() -> Vec<Row> {
             [UNAUTH, FORBID, FORBID, ROLE, FORBID, Allowed, FORBID],
         )
     });
+    rows.extend(people_rows());
+    rows.extend(system_rows());
     rows
+}
+
+/// Another user's id: the second participant, a member of the callers'
+/// organization.
+fn target(f: &Fixture) -> Json {
+    json!({ "userId": f.target })
+}
+
+/// The caller's own id (the second participant's for anonymous).
+fn me(f: &Fixture) -> Json {
+    json!({ "userId": f.caller_id })
+}
+
+fn variant(variant: &'static str, r: Row) -> Row {
+    Row { variant, ..r }
+}
+
+fn onboarding() -> Json {
+    json!({
+        "age": 36,
+        "gender": "female",
+        "field": "Mathematics",
+        "jobTitle": "Lead Engineer",
+        "company": "Analytical Engines Ltd",
+        "bio": "Analytical engine programmer and mathematician.",
+        "interests": [
+            {"id": "ai-ml", "name": "AI / ML", "category": "academic"},
+            {"id": "poetry", "name": "Poetry", "category": "personal"}
+        ],
+        "idempotencyKey": "matrix"
+    })
+}
+
+/// Everyone, signed out included (current-user reads give `null`).
+const ANYONE: [Outcome; 7] = [Allowed; 7];
+/// Only the user themself or an admin of the user's organization.
+const OWNER_OR_ADMIN: [Outcome; 7] = [UNAUTH, FORBID, FORBID, FORBID, FORBID, FORBID, Allowed];
+/// Organization admins only.
+const ORG_ADMIN: [Outcome; 7] = [UNAUTH, FORBID, FORBID, FORBID, FORBID, FORBID, Allowed];
+/// Nobody signed in.
+const NOBODY: [Outcome; 7] = [UNAUTH, FORBID, FORBID, FORBID, FORBID, FORBID, FORBID];
+
+fn fresh(
+    path: &'static str,
+    kind: FunctionKind,
+    args: fn(&Fixture) -> Json,
+    expect: [Outcome; 7],
+) -> Row {
+    row(path, kind, State::Fresh, args, expect)
+}
+
+/// users, profiles, interests, settings: a fresh deployment per cell.
+fn people_rows() -> Vec<Row> {
+    use FunctionKind::{Mutation, Query};
+    vec![
+        fresh("users/queries:getCurrentUser", Query, |_| json!({}), ANYONE),
+        variant(
+            "own",
+            fresh("users/queries:getUserById", Query, me, SIGNED_IN),
+        ),
+        variant(
+            "another user's",
+            fresh("users/queries:getUserById", Query, target, SIGNED_IN),
+        ),
+        variant(
+            "own",
+            fresh("users/queries:getUserProfile", Query, me, SIGNED_IN),
+        ),
+        variant(
+            "another user's",
+            fresh("users/queries:getUserProfile", Query, target, SIGNED_IN),
+        ),
+        fresh(
+            "users/queries:getOnboardingState",
+            Query,
+            |_| json!({}),
+            SIGNED_IN,
+        ),
+        fresh(
+            "users/queries:listActiveUsersInOrg",
+            Query,
+            |_| json!({ "paginationOpts": {"numItems": 10, "cursor": null} }),
+            SIGNED_IN,
+        ),
+        fresh(
+            "users/queries:exportMyData",
+            Query,
+            |_| json!({}),
+            SIGNED_IN,
+        ),
+        fresh(
+            "users/mutations:upsertUser",
+            Mutation,
+            |_| json!({}),
+            SIGNED_IN,
+        ),
+        variant(
+            "own",
+            fresh(
+                "users/mutations:updateUserProfile",
+                Mutation,
+                |f| json!({ "userId": f.caller_id, "bio": "Updated through the matrix." }),
+                SIGNED_IN,
+            ),
+        ),
+        variant(
+            "another user's",
+            fresh(
+                "users/mutations:updateUserProfile",
+                Mutation,
+                |f| json!({ "userId": f.target, "bio": "Updated through the matrix." }),
+                OWNER_OR_ADMIN,
+            ),
+        ),
+        variant(
+            "own",
+            fresh(
+                "users/mutations:updateUserInterests",
+                Mutation,
+                |f| json!({ "userId": f.caller_id, "interests": ["ai-ml"] }),
+                SIGNED_IN,
+            ),
+        ),
+        variant(
+            "another user's",
+            fresh(
+                "users/mutations:updateUserInterests",
+                Mutation,
+                |f| json!({ "userId": f.target, "interests": ["ai-ml"] }),
+                OWNER_OR_ADMIN,
+            ),
+        ),
+        variant(
+            "own",
+            fresh("users/mutations:deactivateUser", Mutation, me, SIGNED_IN),
+        ),
+        variant(
+            "another user's",
+            fresh(
+                "users/mutations:deactivateUser",
+                Mutation,
+                target,
+                OWNER_OR_ADMIN,
+            ),
+        ),
+        fresh(
+            "users/mutations:updateLastSeen",
+            Mutation,
+            |_| json!({}),
+            SIGNED_IN,
+        ),
+        fresh(
+            "users/mutations:saveOnboarding",
+            Mutation,
+            |_| onboarding(),
+            SIGNED_IN,
+        ),
+        fresh(
+            "users/mutations:deleteMyAccount",
+            Mutation,
+            |_| json!({ "confirm": true }),
+            SIGNED_IN,
+        ),
+        fresh(
+            "profiles/queries:getCurrentUserProfile",
+            Query,
+            |_| json!({}),
+            ANYONE,
+        ),
+        variant(
+            "own",
+            fresh(
+                "profiles/queries:getProfileByUserIdPublic",
+                Query,
+                me,
+                SIGNED_IN,
+            ),
+        ),
+        variant(
+            "another user's",
+            fresh(
+                "profiles/queries:getProfileByUserIdPublic",
+                Query,
+                target,
+                SIGNED_IN,
+            ),
+        ),
+        fresh(
+            "profiles/mutations:updateProfile",
+            Mutation,
+            |_| json!({ "company": "Matrix Inc" }),
+            SIGNED_IN,
+        ),
+        fresh(
+            "profiles/mutations:createProfile",
+            Mutation,
+            |_| json!({ "displayName": "Matrix" }),
+            SIGNED_IN,
+        ),
+        fresh(
+            "interests/queries:listCatalog",
+            Query,
+            |_| json!({}),
+            SIGNED_IN,
+        ),
+        fresh(
+            "settings/queries:getCurrentUserSettings",
+            Query,
+            |_| json!({}),
+            ANYONE,
+        ),
+        fresh(
+            "settings/mutations:updateSettings",
+            Mutation,
+            |_| json!({ "emailNotifications": false }),
+            SIGNED_IN,
+        ),
+    ]
+}
+
+/// Audit logs and feature flags.
+fn system_rows() -> Vec<Row> {
+    use FunctionKind::{Mutation, Query};
+    vec![
+        variant(
+            "own org",
+            row(
+                "audit/logging:listAuditLogs",
+                Query,
+                State::None,
+                |_| json!({ "paginationOpts": {"numItems": 10, "cursor": null} }),
+                ORG_ADMIN,
+            ),
+        ),
+        variant(
+            "another org's",
+            row(
+                "audit/logging:listAuditLogs",
+                Query,
+                State::None,
+                |_| json!({ "orgId": ORG_B, "paginationOpts": {"numItems": 10, "cursor": null} }),
+                NOBODY,
+            ),
+        ),
+        row(
+            "system/featureFlags:getFlag",
+            Query,
+            State::None,
+            |_| json!({ "key": "meetings.liveTranscription" }),
+            SIGNED_IN,
+        ),
+        row(
+            "system/featureFlags:listFlags",
+            Query,
+            State::None,
+            |_| json!({}),
+            SIGNED_IN,
+        ),
+        variant(
+            "no operator org",
+            row(
+                "admin/featureFlags:setFlag",
+                Mutation,
+                State::Operators(""),
+                |_| json!({ "key": "meetings.liveTranscription", "value": true }),
+                NOBODY,
+            ),
+        ),
+        variant(
+            "callers' org is the operator",
+            row(
+                "admin/featureFlags:setFlag",
+                Mutation,
+                State::Operators(ORG_A),
+                |_| json!({ "key": "meetings.liveTranscription", "value": true }),
+                ORG_ADMIN,
+            ),
+        ),
+        variant(
+            "the operator list itself",
+            row(
+                "admin/featureFlags:setFlag",
+                Mutation,
+                State::Operators(ORG_A),
+                |_| json!({ "key": FLAG_ADMIN_ORGS_KEY, "value": ORG_B }),
+                NOBODY,
+            ),
+        ),
+    ]
 }
 
 struct People {
@@ -405,7 +712,7 @@ async fn send(env: &Env, who: &TestUser, meeting: &str, content: &str) -> String
 
 async fn fixture(env: &Env, p: &People, state: State, caller: Caller, n: usize) -> Fixture {
     let outsider = env.user(fresh_name(n), Some(ORG_A), "member").await;
-    if state == State::None {
+    if matches!(state, State::None | State::Fresh | State::Operators(_)) {
         return Fixture {
             meeting: String::new(),
             caller_id: p
@@ -462,9 +769,11 @@ fn fresh_name(n: usize) -> &'static str {
     Box::leak(format!("outsider{n}").into_boxed_str())
 }
 
-#[tokio::test]
-async fn authorization_matrix_of_meetings_and_messaging() {
+/// A deployment with the interest catalog seeded (as at start-up) and the
+/// seven callers (plus the second participant) signed in.
+async fn deployment() -> (Env, People) {
     let env = Env::new().await;
+    model::on_start(&env.rt).await.expect("start-up hook");
     let people = People {
         host: env.user("host", Some(ORG_A), "member").await,
         participant: env.user("participant", Some(ORG_A), "member").await,
@@ -474,37 +783,68 @@ async fn authorization_matrix_of_meetings_and_messaging() {
         other_org: env.user("stranger", Some(ORG_B), "member").await,
         org_admin: env.user("admin", Some(ORG_A), "admin").await,
     };
+    (env, people)
+}
+
+/// The path prefixes of the people, meetings, chat, auth/permissions and
+/// system-services domains.
+const DOMAINS: [&str; 10] = [
+    "users/",
+    "profiles/",
+    "interests/",
+    "settings/",
+    "meetings/",
+    "messaging/",
+    "auth/",
+    "audit/",
+    "system/",
+    "admin/",
+];
+
+#[tokio::test]
+async fn authorization_matrix() {
+    let (shared_env, shared_people) = deployment().await;
     let rows = rows();
 
     // The matrix covers exactly the public functions of these domains.
     let covered: BTreeSet<&str> = rows.iter().map(|r| r.path).collect();
-    let public: BTreeSet<String> = env
+    let public: BTreeSet<&str> = shared_env
         .rt
         .registry()
         .functions()
         .filter(|f| f.visibility == Visibility::Public)
-        .map(|f| f.path.clone())
-        .filter(|p| {
-            p.starts_with("meetings/")
-                || p.starts_with("messaging/")
-                || p.starts_with("auth/permissions:")
-        })
+        .map(|f| f.path.as_str())
+        .filter(|p| DOMAINS.iter().any(|d| p.starts_with(d)))
         .collect();
     assert_eq!(
-        covered,
-        public.iter().map(String::as_str).collect::<BTreeSet<_>>(),
-        "every public meetings/messaging function needs matrix rows"
+        covered, public,
+        "every public function of these domains needs matrix rows, and every row a public function"
     );
 
     let mut failures = Vec::new();
     let mut cells = 0;
     for row in &rows {
-        let spec = env.rt.registry().get(row.path).expect("registered");
+        let spec = shared_env.rt.registry().get(row.path).expect("registered");
         assert_eq!(spec.kind, row.kind, "{}", row.path);
         for (caller, expected) in CALLERS.iter().zip(row.expect) {
+            let fresh;
+            let (env, people) = if row.state == State::Fresh {
+                fresh = deployment().await;
+                (&fresh.0, &fresh.1)
+            } else {
+                (&shared_env, &shared_people)
+            };
             // A new rate-limit window for every cell.
             env.clock.advance_ms(10_000);
-            let fx = fixture(&env, &people, row.state, *caller, cells).await;
+            if let State::Operators(orgs) = row.state {
+                env.internal_mutation(
+                    "system/featureFlags:setFlag",
+                    json!({ "key": FLAG_ADMIN_ORGS_KEY, "value": orgs }),
+                )
+                .await
+                .expect("set the operator organizations");
+            }
+            let fx = fixture(env, people, row.state, *caller, cells).await;
             cells += 1;
             let result = env
                 .call(people.caller(*caller), row.kind, row.path, (row.args)(&fx))
@@ -521,16 +861,26 @@ async fn authorization_matrix_of_meetings_and_messaging() {
                 (Err(e), _) => Denied(e.code()),
             };
             if got != expected {
+                let variant = if row.variant.is_empty() {
+                    String::new()
+                } else {
+                    format!(" [{}]", row.variant)
+                };
                 failures.push(format!(
-                    "{} {} as {caller:?}: expected {expected:?}, got {got:?} ({})",
+                    "{}{variant} as {caller:?}: expected {expected:?}, got {got:?} ({})",
                     row.path,
-                    row.variant,
                     result.err().map(|e| e.to_string()).unwrap_or_default()
                 ));
             }
         }
     }
     assert_eq!(cells, rows.len() * CALLERS.len());
+    eprintln!(
+        "authorization matrix: {} rows ({} functions) x {} callers = {cells} cells",
+        rows.len(),
+        covered.len(),
+        CALLERS.len()
+    );
     assert!(
         failures.is_empty(),
         "{} of {cells} cells differ:\n{}",

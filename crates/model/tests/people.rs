@@ -1701,6 +1701,11 @@ async fn defect_inconsistent_failure_modes_when_signed_out() {
 
 // ---------------------------------------------------------------------------
 // Authorization matrix
+//
+// The issue-4 matrix (every public function × the seven meeting-relative
+// callers) is authz_matrix.rs. This one keeps the people functions' callers
+// that it does not have: a token whose user is not provisioned yet and a
+// deactivated user.
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Who {
