@@ -7,6 +7,8 @@
 //!   tailer carries other nodes' commits to this node's subscribers).
 //! * `connvo dev-token` — prints a development JWT the server on the same
 //!   data dir trusts when dev auth is on.
+//! * `connvo migrate --from sqlite://DIR --to postgres://…` — copies a
+//!   stopped SQLite deployment into PostgreSQL ([`migrate`]).
 //! * `connvo docs validate`, `connvo openapi` — the API documentation
 //!   pipeline ([`docs_cli`]).
 //!
@@ -27,6 +29,7 @@ use runtime::{Registry, Runtime, RuntimeConfig};
 use server::{AppState, AuthConfig, ServerConfig};
 
 mod docs_cli;
+mod migrate;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -50,6 +53,8 @@ enum Command {
     Docs(docs_cli::DocsCommand),
     /// Print the OpenAPI 3.1 document of the public functions.
     Openapi(docs_cli::OpenApiArgs),
+    /// Copy a stopped SQLite deployment into PostgreSQL, verified by counts and checksums.
+    Migrate(migrate::MigrateArgs),
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
@@ -453,5 +458,14 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Openapi(args) => docs_cli::openapi(args),
+        Command::Migrate(args) => {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            if !rt.block_on(migrate::migrate(args))? {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
     }
 }
