@@ -706,7 +706,12 @@ impl Worker {
         loop {
             let snapshot = match self.state.runtime.database().snapshot().await {
                 Ok(s) => s,
-                Err(_) => continue,
+                Err(e) => {
+                    // Storage is failing: back off instead of spinning.
+                    tracing::warn!(error = %e, "sync: cannot open a snapshot for a Transition");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
             };
             let target = snapshot
                 .ts()
