@@ -87,6 +87,16 @@ struct Case {
 
 /// One entry per public function, by path.
 fn cases() -> Vec<Case> {
+    let mut cases = base_cases();
+    cases.extend(notes_examples::cases());
+    cases.extend(transcripts_examples::cases());
+    cases
+}
+
+/// The cases of the engine test functions and the people, meetings, chat
+/// and system domains (the notes and transcripts domains keep theirs in
+/// `doc_examples/`).
+fn base_cases() -> Vec<Case> {
     use Caller::{Anonymous, Dev};
     vec![
         case("testing/messages:list", Anonymous, seed_two_messages),
@@ -928,6 +938,11 @@ mod system_examples {
         })
     }
 }
+
+#[path = "doc_examples/notes.rs"]
+mod notes_examples;
+#[path = "doc_examples/transcripts.rs"]
+mod transcripts_examples;
 
 /// Seeds of the meetings and messaging examples: Ada (an admin of her
 /// organization) hosts "Q1 planning kickoff"; Grace, a member of the same

@@ -23,6 +23,7 @@ pub mod profiles;
 pub mod settings;
 pub mod system;
 pub mod testing;
+pub mod transcripts;
 pub mod users;
 
 /// Which function sets to register.
@@ -42,6 +43,8 @@ pub fn schema() -> Result<Schema> {
     tables.extend(interests::tables());
     tables.extend(meetings::tables());
     tables.extend(messaging::tables());
+    tables.extend(notes::tables());
+    tables.extend(transcripts::tables());
     tables.extend(testing::tables());
     Schema::builder().tables(tables).build()
 }
@@ -55,6 +58,8 @@ pub fn register(registry: &mut Registry, options: ModelOptions) {
     interests::register(registry);
     meetings::register(registry);
     messaging::register(registry);
+    notes::register(registry);
+    transcripts::register(registry);
     if options.test_functions {
         testing::register(registry);
     }
@@ -68,6 +73,8 @@ pub fn data_sections() -> Vec<users::data_protection::DataSection> {
     let mut sections = users::data_protection::sections();
     sections.extend(meetings::data_sections());
     sections.extend(messaging::data_sections());
+    sections.extend(notes::data_sections());
+    sections.extend(transcripts::data_sections());
     sections
 }
 

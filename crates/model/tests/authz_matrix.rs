@@ -1,5 +1,5 @@
 //! The one authorization matrix of the people, meetings, chat,
-//! auth/permissions and system-services domains (issue 4 §7): every public
+//! auth/permissions, system-services, notes and transcripts domains (issue 4 §7): every public
 //! function of the deployment × {anonymous, user of another org,
 //! non-participant, observer, participant, host, org admin}, each cell
 //! asserting success or the exact error code, and a check that the rows
@@ -22,6 +22,10 @@
 #![allow(missing_docs)]
 
 mod meetings_support;
+#[path = "authz_matrix/notes.rs"]
+mod notes_rows;
+#[path = "authz_matrix/transcripts.rs"]
+mod transcripts_rows;
 
 use std::collections::BTreeSet;
 
@@ -75,6 +79,8 @@ enum State {
     None,
     Scheduled,
     Active,
+    /// Started, then ended by the host.
+    Concluded,
     /// A fresh deployment for the cell; no meeting.
     Fresh,
     /// No meeting; the operator organizations (`system.flagAdminOrgs`)
@@ -381,6 +387,8 @@ fn rows() -> Vec<Row> {
     });
     rows.extend(people_rows());
     rows.extend(system_rows());
+    rows.extend(notes_rows::rows());
+    rows.extend(transcripts_rows::rows());
     rows
 }
 
@@ -749,8 +757,17 @@ async fn fixture(env: &Env, p: &People, state: State, caller: Caller, n: usize) 
     )
     .await
     .expect("demote observer");
-    if state == State::Active {
+    if matches!(state, State::Active | State::Concluded) {
         env.start(&p.host, &meeting).await;
+    }
+    if state == State::Concluded {
+        env.mutation(
+            &p.host,
+            "meetings/lifecycle:endMeeting",
+            json!({ "meetingId": meeting }),
+        )
+        .await
+        .expect("end the meeting");
     }
     Fixture {
         caller_id: p
@@ -786,9 +803,9 @@ async fn deployment() -> (Env, People) {
     (env, people)
 }
 
-/// The path prefixes of the people, meetings, chat, auth/permissions and
-/// system-services domains.
-const DOMAINS: [&str; 10] = [
+/// The path prefixes of the people, meetings, chat, auth/permissions,
+/// system-services, notes and transcripts domains.
+const DOMAINS: [&str; 12] = [
     "users/",
     "profiles/",
     "interests/",
@@ -799,6 +816,8 @@ const DOMAINS: [&str; 10] = [
     "audit/",
     "system/",
     "admin/",
+    "notes/",
+    "transcripts/",
 ];
 
 #[tokio::test]

@@ -9,3 +9,19 @@
 //! build on [`ot`].
 
 pub mod ot;
+
+use database::TableDef;
+use runtime::Registry;
+
+/// The notes tables.
+pub fn tables() -> Vec<TableDef> {
+    Vec::new()
+}
+
+/// Registers the notes functions and crons.
+pub fn register(_registry: &mut Registry) {}
+
+/// The notes domain's personal-data sections (export and erasure).
+pub fn data_sections() -> Vec<crate::users::data_protection::DataSection> {
+    Vec::new()
+}
