@@ -256,6 +256,22 @@ impl Persistence for PostgresPersistence {
         .context("prune commit log")
     }
 
+    async fn commit_log_floor(&self) -> Result<Timestamp> {
+        let client = checkout(&self.read_pool, &self.endpoint).await?;
+        let stmt = client
+            .prepare_cached(&self.sql.log_floor)
+            .await
+            .context("prepare log_floor")?;
+        let row = client
+            .query_one(&stmt, &[])
+            .await
+            .context("read log_floor")?;
+        let value: i64 = row.try_get(0).context("decode log_floor")?;
+        u64::try_from(value)
+            .map(Timestamp)
+            .map_err(|_| Error::internal(format!("postgres: negative commit-log floor {value}")))
+    }
+
     async fn index_metadata(&self) -> Result<Vec<IndexMeta>> {
         let client = checkout(&self.read_pool, &self.endpoint).await?;
         read::index_metadata(&client, &self.sql).await

@@ -150,6 +150,8 @@ pub(crate) struct Sql {
     pub(crate) write_batch: String,
     pub(crate) clear_index: String,
     pub(crate) put_index_meta: String,
+    /// The commit log's floor (0 before the first prune).
+    pub(crate) log_floor: String,
     pub(crate) prune_log: String,
     pub(crate) prune_log_all: String,
 }
@@ -239,8 +241,23 @@ impl Sql {
                  ON CONFLICT (index_id) DO UPDATE SET \
                  table_num = EXCLUDED.table_num, signature = EXCLUDED.signature"
             ),
-            prune_log: format!("DELETE FROM {s}.commit_log WHERE ts < $1"),
-            prune_log_all: format!("DELETE FROM {s}.commit_log"),
+            // The floor (a `globals` row, absent until the first prune, so
+            // no migration) rises in the same statement as the delete.
+            prune_log: format!(
+                "WITH floor AS (INSERT INTO {s}.globals (name, value) VALUES ('log_floor', $1) \
+                   ON CONFLICT (name) DO UPDATE SET \
+                   value = GREATEST({s}.globals.value, EXCLUDED.value)) \
+                 DELETE FROM {s}.commit_log WHERE ts < $1"
+            ),
+            prune_log_all: format!(
+                "WITH floor AS (INSERT INTO {s}.globals (name, value) \
+                   VALUES ('log_floor', 9223372036854775807) \
+                   ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value) \
+                 DELETE FROM {s}.commit_log"
+            ),
+            log_floor: format!(
+                "SELECT coalesce(max(value), 0) FROM {s}.globals WHERE name = 'log_floor'"
+            ),
             max_ts,
         }
     }

@@ -182,6 +182,11 @@ impl Persistence for SqlitePersistence {
             .map_err(|e| Error::internal(format!("sqlite: prune task failed: {e}")))?
     }
 
+    async fn commit_log_floor(&self) -> Result<Timestamp> {
+        let pooled = self.readers.checkout().await?;
+        read::log_floor(pooled.conn()?)
+    }
+
     async fn index_metadata(&self) -> Result<Vec<IndexMeta>> {
         let pooled = self.readers.checkout().await?;
         read::index_metadata(pooled.conn()?)

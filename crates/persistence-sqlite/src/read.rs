@@ -6,7 +6,7 @@
 //! connection. Rows are fully collected before returning, which resets the
 //! statement and leaves no statement active on the connection.
 
-use errors::Result;
+use errors::{Error, Result};
 use persistence::{
     CommitLogEntry, IndexId, IndexMeta, IndexRow, KeyRange, Order, StoredDocument, TableNumber,
     Timestamp,
@@ -16,6 +16,7 @@ use rusqlite::{Connection, Row, params};
 use crate::conn::{SqlContext, limit_to_sql, ts_from_row};
 
 const MAX_TS: &str = "SELECT value FROM globals WHERE name = 'max_ts'";
+const LOG_FLOOR: &str = "SELECT coalesce(max(value), 0) FROM globals WHERE name = 'log_floor'";
 
 const GET: &str = "SELECT id, table_num, ts, json FROM documents WHERE id = ?1";
 
@@ -54,6 +55,17 @@ fn document_at(row: &Row<'_>, first: usize) -> rusqlite::Result<StoredDocument> 
         ts: ts_from_row(row, first + 2)?,
         json: row.get(first + 3)?,
     })
+}
+
+/// The commit log's floor (0 before the first prune).
+pub(crate) fn log_floor(conn: &Connection) -> Result<Timestamp> {
+    let mut stmt = conn.prepare_cached(LOG_FLOOR).context("prepare log_floor")?;
+    let value: i64 = stmt
+        .query_row([], |row| row.get(0))
+        .context("read log_floor")?;
+    u64::try_from(value)
+        .map(Timestamp)
+        .map_err(|_| Error::internal(format!("sqlite: negative commit-log floor {value}")))
 }
 
 /// The newest committed timestamp as seen by `conn` (its snapshot, or its own

@@ -41,6 +41,10 @@ const PUT_INDEX_META: &str = "INSERT INTO index_meta (index_id, table_num, signa
      table_num = excluded.table_num, signature = excluded.signature";
 const PRUNE_LOG: &str = "DELETE FROM commit_log WHERE ts < ?1";
 const PRUNE_LOG_ALL: &str = "DELETE FROM commit_log";
+/// Raises the commit log's floor (a `globals` row, absent until the first
+/// prune, so no schema migration is needed).
+const RAISE_FLOOR: &str = "INSERT INTO globals (name, value) VALUES ('log_floor', ?1) \
+     ON CONFLICT (name) DO UPDATE SET value = max(value, excluded.value)";
 
 /// The writer connection.
 pub(crate) struct Writer {
@@ -61,17 +65,28 @@ impl Writer {
 pub(crate) fn prune_commit_log(writer: &Writer, before: Timestamp) -> Result<u64> {
     let conn = &writer.conn;
     rollback_if_open(conn)?;
+    // The floor and the delete commit together.
+    let tx = conn.unchecked_transaction().context("begin prune")?;
     let deleted = match i64::try_from(before.0) {
-        Ok(before) => conn
-            .prepare_cached(PRUNE_LOG)
-            .and_then(|mut s| s.execute(params![before]))
-            .context("prune commit log")?,
-        // Every stored timestamp is below 2^63.
-        Err(_) => conn
-            .prepare_cached(PRUNE_LOG_ALL)
-            .and_then(|mut s| s.execute([]))
-            .context("prune commit log")?,
+        Ok(before) => {
+            tx.prepare_cached(RAISE_FLOOR)
+                .and_then(|mut s| s.execute(params![before]))
+                .context("raise commit-log floor")?;
+            tx.prepare_cached(PRUNE_LOG)
+                .and_then(|mut s| s.execute(params![before]))
+                .context("prune commit log")?
+        }
+        // Every stored timestamp is below 2^63, so the floor saturates there.
+        Err(_) => {
+            tx.prepare_cached(RAISE_FLOOR)
+                .and_then(|mut s| s.execute(params![i64::MAX]))
+                .context("raise commit-log floor")?;
+            tx.prepare_cached(PRUNE_LOG_ALL)
+                .and_then(|mut s| s.execute([]))
+                .context("prune commit log")?
+        }
     };
+    tx.commit().context("commit prune")?;
     u64::try_from(deleted).map_err(|_| Error::internal("sqlite: deleted row count overflows"))
 }
 

@@ -196,7 +196,19 @@ pub trait Persistence: Send + Sync + 'static {
     async fn commits_after(&self, after: Timestamp, limit: usize) -> Result<Vec<CommitLogEntry>>;
 
     /// Deletes commit-log entries with `ts < before`; returns how many went.
+    /// In the same transaction it raises the log's floor (see
+    /// [`Persistence::commit_log_floor`]) to `before`; the floor never goes
+    /// down.
     async fn prune_commit_log(&self, before: Timestamp) -> Result<u64>;
+
+    /// The commit log's floor: entries with `ts < floor` may have been
+    /// pruned (0 when nothing ever was). A reader that asked for
+    /// [`Persistence::commits_after`]`(after)` saw every commit after
+    /// `after` exactly when `after + 1 >= floor` **read after** the entries
+    /// (a prune that removed entries it needed committed before its read,
+    /// so the floor read afterwards shows it). Otherwise it missed commits
+    /// and must treat everything it derived from the log as stale.
+    async fn commit_log_floor(&self) -> Result<Timestamp>;
 
     /// Every stored [`IndexMeta`].
     async fn index_metadata(&self) -> Result<Vec<IndexMeta>>;

@@ -87,6 +87,7 @@ macro_rules! run_conformance_suite {
         $crate::__conformance_case!($factory, empty_commits);
         $crate::__conformance_case!($factory, commits_after_order_and_limit);
         $crate::__conformance_case!($factory, prune_commit_log);
+        $crate::__conformance_case!($factory, commit_log_floor);
         $crate::__conformance_case!($factory, write_txn_reads);
         $crate::__conformance_case!($factory, write_rejects_non_increasing_ts);
         $crate::__conformance_case!($factory, clear_index);
@@ -160,6 +161,10 @@ impl<G: Send + Sync + 'static> Persistence for Guarded<G> {
 
     async fn prune_commit_log(&self, before: Timestamp) -> Result<u64> {
         self.store.prune_commit_log(before).await
+    }
+
+    async fn commit_log_floor(&self) -> Result<Timestamp> {
+        self.store.commit_log_floor().await
     }
 
     async fn index_metadata(&self) -> Result<Vec<IndexMeta>> {
@@ -1343,6 +1348,36 @@ pub async fn prune_commit_log(p: Arc<dyn Persistence>) {
     drop(txn);
     commit_one(&*p, record(70, vec![], vec![], b"70")).await;
     assert_eq!(log_ts(&all_commits(&*p).await), vec![70]);
+}
+
+/// The commit log's floor starts at 0, rises to `before` with every prune
+/// (in the same transaction as the delete), never goes down, and survives
+/// later commits; it tells a reader whether `commits_after` was complete.
+pub async fn commit_log_floor(p: Arc<dyn Persistence>) {
+    assert_eq!(p.commit_log_floor().await.expect("floor"), Timestamp::ZERO);
+    for t in 1..=5u64 {
+        commit_one(&*p, record(t * 10, vec![], vec![], b"x")).await;
+    }
+    p.prune_commit_log(ts(25)).await.expect("prune");
+    assert_eq!(p.commit_log_floor().await.expect("floor"), ts(25));
+    // A reader at 20 (saw the entry at 20) is complete: 20 + 1 >= 25 is false,
+    // so it is not; a reader at 30 is.
+    let floor = p.commit_log_floor().await.expect("floor").0;
+    assert!(20 + 1 < floor, "a reader behind the floor sees the gap");
+    assert!(30 + 1 >= floor);
+    // The floor never goes down.
+    p.prune_commit_log(ts(15)).await.expect("prune");
+    assert_eq!(p.commit_log_floor().await.expect("floor"), ts(25));
+    p.prune_commit_log(ts(40)).await.expect("prune");
+    assert_eq!(p.commit_log_floor().await.expect("floor"), ts(40));
+    assert_eq!(log_ts(&all_commits(&*p).await), vec![40, 50]);
+    commit_one(&*p, record(60, vec![], vec![], b"y")).await;
+    assert_eq!(p.commit_log_floor().await.expect("floor"), ts(40));
+    // Pruning everything saturates the floor.
+    p.prune_commit_log(Timestamp(u64::MAX))
+        .await
+        .expect("prune");
+    assert!(p.commit_log_floor().await.expect("floor") >= ts(60));
 }
 
 /// Reads inside a write transaction: the committed state under the lock, plus
