@@ -1050,11 +1050,25 @@ pub(crate) async fn conclude(
     Ok(duration)
 }
 
+/// Schedules the meeting's transcript segments to be built shortly after
+/// it ended (`transcripts/aggregation:aggregateTranscriptSegments`).
+async fn schedule_transcript_aggregation(ctx: &MutationCtx, meeting: Id<Meetings>) -> Result<()> {
+    ctx.scheduler
+        .run_after(
+            crate::transcripts::aggregation::AGGREGATE_DELAY,
+            crate::transcripts::aggregation::AGGREGATE_PATH,
+            json!({ "meetingId": meeting }),
+        )
+        .await?;
+    Ok(())
+}
+
 /// @summary Ends an active meeting
 ///
 /// @description Moves the meeting from `active` to `concluded` (final):
 /// clears `meetingState.active`, sets `endedAt`, marks everyone still
-/// joined as `left`, and records a `meeting_ended` event. Returns the
+/// joined as `left`, records a `meeting_ended` event, and schedules the
+/// transcript's segment aggregation 5 seconds later. Returns the
 /// meeting's duration in ms (from `startedAt`). The pending auto-end job
 /// then finds the meeting concluded and does nothing. Authorization: the
 /// caller must be a host (`FORBIDDEN` for non-participants,
@@ -1108,6 +1122,7 @@ async fn end_meeting(ctx: MutationCtx, args: MeetingArgs) -> Result<serde_json::
         ctx.now_ms(),
     )
     .await?;
+    schedule_transcript_aggregation(&ctx, access.meeting.id).await?;
     let mut out = json!({ "success": true });
     if let Some(d) = duration {
         out["duration"] = json!(d);
@@ -1458,6 +1473,7 @@ async fn auto_end_meeting(ctx: MutationCtx, args: AutoEndArgs) -> Result<serde_j
         return Ok(json!({ "ended": false }));
     }
     conclude(&ctx.db, &meeting, None, "meeting_auto_ended", ctx.now_ms()).await?;
+    schedule_transcript_aggregation(&ctx, meeting.id).await?;
     Ok(json!({ "ended": true }))
 }
 

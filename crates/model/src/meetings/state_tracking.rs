@@ -1,22 +1,31 @@
 //! `meetings/stateTracking:*`: speaking statistics, lull detection and
 //! topics of a running meeting (`meetingState`).
 //!
-//! Fixed from the original: a participant reports only their own speaking
-//! time (a host may report anyone's in the meeting; the original let any
-//! participant credit any user id); observers write nothing; these
-//! mutations need an active meeting instead of creating an "active" state
-//! for any meeting; `getSpeakingTimeRatios` is a query (it was a mutation
-//! that only read).
+//! Fixed from the original: speaking time is credited only to the person
+//! who spoke — `updateSpeakingStats` accepts only the caller's own user id
+//! (`FORBIDDEN` for anyone else's, hosts included; the original let any
+//! participant credit any user id), and final transcript chunks credit
+//! their speaker (`transcripts/ingestion:*` calls [`record_speech`]);
+//! observers write nothing; these mutations need an active meeting instead
+//! of creating an "active" state for any meeting; `getSpeakingTimeRatios`
+//! is a query (it was a mutation that only read).
+//!
+//! Lull detection: every write here and every ingested transcript chunk
+//! resets `lullState.lastActivity`; `detectLull` compares it (or the
+//! meeting's start when nothing happened yet) with a threshold, and the
+//! cron `meetings/stateTracking:detectLulls` runs it for every active
+//! meeting every 10 seconds, writing only when the detected flag changes.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use errors::{Error, ErrorCode, Result};
-use runtime::{DbWriter, MutationCtx, QueryCtx, Registry};
+use runtime::{CronSchedule, DbWriter, MutationCtx, QueryCtx, Registry};
 use serde::Deserialize;
 use serde_json::json;
 use values::{Value, v};
 
-use super::{Access, MeetingStatus, find_participant, require_access, state_doc};
+use super::{Access, MeetingStatus, require_access, state_doc};
 use crate::auth::MeetingRole;
 use crate::ids::{Id, Meetings, Users};
 
@@ -28,6 +37,12 @@ pub const MAX_TOPICS: usize = 20;
 pub const MAX_TOPIC_CHARS: usize = 100;
 /// Default silence before a lull is detected (ms).
 pub const DEFAULT_LULL_THRESHOLD_MS: f64 = 30_000.0;
+/// How often the lull cron checks the active meetings.
+pub const LULL_CHECK_INTERVAL: Duration = Duration::from_secs(10);
+/// Most active meetings one lull-cron run checks.
+pub const LULL_CHECK_BATCH: usize = 500;
+/// The lull cron's internal mutation.
+pub const DETECT_LULLS_PATH: &str = "meetings/stateTracking:detectLulls";
 
 fn require_active(access: &Access) -> Result<()> {
     if access.meeting.state != MeetingStatus::Active {
@@ -60,27 +75,60 @@ async fn state_id(db: &DbWriter, meeting: Id<Meetings>, now: f64) -> Result<valu
     .await
 }
 
-/// A user id argument that must be the caller unless the caller is a host;
-/// a host may name any participant of the meeting.
-async fn check_subject(db: &DbWriter, access: &Access, user: Id<Users>) -> Result<()> {
-    if user == access.user.id {
-        return Ok(());
-    }
-    if access.role != MeetingRole::Host {
+/// A user id argument must be the caller: speaking time and activity are
+/// credited only to the person who spoke (`FORBIDDEN` otherwise, hosts
+/// included).
+fn check_subject(access: &Access, user: Id<Users>) -> Result<()> {
+    if user != access.user.id {
         return Err(Error::forbidden(
             "You can only report your own activity in this meeting",
         ));
     }
-    if find_participant(db, access.meeting.id, user)
-        .await?
-        .is_none()
-    {
-        return Err(Error::not_found(format!(
-            "User {user} is not a participant of meeting {}",
-            access.meeting.id
-        )));
-    }
     Ok(())
+}
+
+/// Adds speaking time to users' statistics and resets the lull state (in
+/// the caller's transaction): `credits` holds `(user, ms)` pairs, possibly
+/// empty (activity without credit). The caller decides who spoke.
+pub(crate) async fn record_speech(
+    db: &DbWriter,
+    meeting: Id<Meetings>,
+    credits: &[(Id<Users>, f64)],
+    now: f64,
+) -> Result<()> {
+    let id = state_id(db, meeting, now).await?;
+    let mut fields = vec![
+        ("lullState".to_owned(), values::to_value(&lull_reset(now))?),
+        ("updatedAt".to_owned(), Value::Float64(now)),
+    ];
+    if !credits.is_empty() {
+        let doc = db
+            .get(id)
+            .await?
+            .ok_or_else(|| Error::internal("meeting state vanished"))?;
+        let mut total = doc
+            .field("speakingStats.totalMs")
+            .and_then(Value::as_f64)
+            .unwrap_or(0.0);
+        let mut by_user: BTreeMap<String, Value> = match doc.field("speakingStats.byUserMs") {
+            Some(Value::Object(m)) => m.clone(),
+            _ => BTreeMap::new(),
+        };
+        for (user, ms) in credits {
+            let key = user.to_string();
+            let mine = by_user.get(&key).and_then(Value::as_f64).unwrap_or(0.0);
+            by_user.insert(key, Value::Float64(mine + ms));
+            total += ms;
+        }
+        fields.push((
+            "speakingStats".to_owned(),
+            Value::object([
+                ("totalMs".to_owned(), Value::Float64(total)),
+                ("byUserMs".to_owned(), Value::Object(by_user)),
+            ]),
+        ));
+    }
+    db.patch(id, Value::object(fields)).await
 }
 
 fn lull_reset(now: f64) -> serde_json::Value {
@@ -99,16 +147,16 @@ struct SpeakingArgs {
 ///
 /// @description Adds `speakingDurationMs` to the meeting's
 /// `speakingStats.totalMs` and to `byUserMs[userId]`, and resets the lull
-/// state (someone spoke). Authorization: a participant or host of the
-/// meeting; participants may only report their own time (`userId` must be
-/// the caller, else `FORBIDDEN` — the original let anyone credit anyone), a
-/// host may report any participant's; observers get
-/// `INSUFFICIENT_PERMISSIONS`, non-participants `FORBIDDEN`, no token
-/// `UNAUTHORIZED`. Errors: `MEETING_NOT_ACTIVE` unless the meeting is
-/// active, `VALIDATION_ERROR` for a duration outside 0–3,600,000 ms,
-/// `NOT_FOUND` when a host names a non-participant. Reads and writes one
-/// state document; concurrent reports are serialized (retried), none is
-/// lost.
+/// state (someone spoke). Speaking time is credited only to the speaker:
+/// `userId` must be the caller, else `FORBIDDEN`, hosts included (the
+/// original let anyone credit anyone; the argument is kept for
+/// compatibility). Final transcript chunks credit their speaker
+/// automatically. Authorization: a participant or host of the meeting;
+/// observers get `INSUFFICIENT_PERMISSIONS`, non-participants `FORBIDDEN`,
+/// no token `UNAUTHORIZED`. Errors: `MEETING_NOT_ACTIVE` unless the
+/// meeting is active, `VALIDATION_ERROR` for a duration outside
+/// 0–3,600,000 ms. Reads and writes one state document; concurrent reports
+/// are serialized (retried), none is lost.
 ///
 /// @example request
 /// ```json
@@ -144,47 +192,20 @@ async fn update_speaking_stats(ctx: MutationCtx, args: SpeakingArgs) -> Result<V
     )
     .await?;
     require_active(&access)?;
-    check_subject(&ctx.db, &access, args.user_id).await?;
+    check_subject(&access, args.user_id)?;
     let d = args.speaking_duration_ms;
     if !d.is_finite() || !(0.0..=MAX_SPEAKING_REPORT_MS).contains(&d) {
         return Err(Error::validation(format!(
             "speakingDurationMs must be between 0 and {MAX_SPEAKING_REPORT_MS}"
         )));
     }
-    let now = ctx.now_ms();
-    let id = state_id(&ctx.db, access.meeting.id, now).await?;
-    let doc = ctx
-        .db
-        .get(id)
-        .await?
-        .ok_or_else(|| Error::internal("meeting state vanished"))?;
-    let total = doc
-        .field("speakingStats.totalMs")
-        .and_then(Value::as_f64)
-        .unwrap_or(0.0);
-    let mut by_user: BTreeMap<String, Value> = match doc.field("speakingStats.byUserMs") {
-        Some(Value::Object(m)) => m.clone(),
-        _ => BTreeMap::new(),
-    };
-    let key = args.user_id.to_string();
-    let mine = by_user.get(&key).and_then(Value::as_f64).unwrap_or(0.0);
-    by_user.insert(key, Value::Float64(mine + d));
-    ctx.db
-        .patch(
-            id,
-            Value::object([
-                (
-                    "speakingStats".to_owned(),
-                    Value::object([
-                        ("totalMs".to_owned(), Value::Float64(total + d)),
-                        ("byUserMs".to_owned(), Value::Object(by_user)),
-                    ]),
-                ),
-                ("lullState".to_owned(), values::to_value(&lull_reset(now))?),
-                ("updatedAt".to_owned(), Value::Float64(now)),
-            ]),
-        )
-        .await?;
+    record_speech(
+        &ctx.db,
+        access.meeting.id,
+        &[(args.user_id, d)],
+        ctx.now_ms(),
+    )
+    .await?;
     Ok(Value::Null)
 }
 
@@ -272,8 +293,7 @@ struct ActivityArgs {
 /// @description Resets the meeting's lull state (`detected: false`,
 /// `lastActivity` now), so lull detection and prompt generation see the
 /// conversation as alive. `activityType` is `speaking`, `message`,
-/// `screen_share` or `reaction`; `userId`, if given, must be the caller
-/// unless the caller is a host. Authorization: a participant or host
+/// `screen_share` or `reaction`; `userId`, if given, must be the caller. Authorization: a participant or host
 /// (`INSUFFICIENT_PERMISSIONS` for observers, `FORBIDDEN` for
 /// non-participants or for naming another user, `UNAUTHORIZED` without a
 /// token). Errors: `MEETING_NOT_ACTIVE` unless the meeting is active. One
@@ -313,7 +333,7 @@ async fn record_activity(ctx: MutationCtx, args: ActivityArgs) -> Result<Value> 
     .await?;
     require_active(&access)?;
     if let Some(user) = args.user_id {
-        check_subject(&ctx.db, &access, user).await?;
+        check_subject(&access, user)?;
     }
     let _ = args.activity_type;
     let now = ctx.now_ms();
@@ -387,10 +407,11 @@ struct DetectArgs {
 /// @summary Detects a conversation lull in an active meeting
 ///
 /// @description Internal (prompts): a lull is more than `lullThresholdMs`
-/// (default 30 s) since the last activity. Writes the lull state and returns
-/// `{lullDetected, duration, shouldGeneratePrompts}`, the latter true only
-/// when the lull is newly detected. Inactive or unknown meetings give no
-/// lull and write nothing.
+/// (default 30 s) since the last activity (speech, transcript chunks,
+/// activity reports), or since the start when nothing happened yet. Writes
+/// the lull state and returns `{lullDetected, duration,
+/// shouldGeneratePrompts}`, the latter true only when the lull is newly
+/// detected. Inactive or unknown meetings give no lull and write nothing.
 #[macros::function(
     internal_mutation,
     path = "meetings/stateTracking:detectLull",
@@ -406,34 +427,113 @@ struct DetectArgs {
     ])
 )]
 async fn detect_lull(ctx: MutationCtx, args: DetectArgs) -> Result<serde_json::Value> {
-    let none = json!({ "lullDetected": false, "duration": 0, "shouldGeneratePrompts": false });
     let Some(state) = state_doc(&ctx.db, args.meeting_id).await? else {
-        return Ok(none);
+        return Ok(json!({ "lullDetected": false, "duration": 0, "shouldGeneratePrompts": false }));
     };
-    if state.field("active") != Some(&Value::Boolean(true)) {
+    let threshold = args.lull_threshold_ms.unwrap_or(DEFAULT_LULL_THRESHOLD_MS);
+    let out = evaluate_lull(
+        &ctx.db,
+        &state,
+        args.current_time,
+        threshold,
+        true,
+        ctx.now_ms(),
+    )
+    .await?;
+    Ok(json!({
+        "lullDetected": out.detected,
+        "duration": out.duration,
+        "shouldGeneratePrompts": out.newly_detected,
+    }))
+}
+
+/// The outcome of one lull check.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LullCheck {
+    /// Silence longer than the threshold.
+    pub detected: bool,
+    /// Silence so far (ms).
+    pub duration: f64,
+    /// Detected now and not at the previous check.
+    pub newly_detected: bool,
+}
+
+/// Checks one `meetingState` document at `current_time`: silence since the
+/// last activity, or since the meeting started when nothing happened yet
+/// (the original used `currentTime` then, so a silent meeting never had a
+/// lull). Inactive states give no lull and write nothing. Writes the lull
+/// state always (`write_always`, as `detectLull`) or only when the
+/// detected flag changes (the cron).
+async fn evaluate_lull(
+    db: &DbWriter,
+    state: &database::Document,
+    current_time: f64,
+    threshold: f64,
+    write_always: bool,
+    now: f64,
+) -> Result<LullCheck> {
+    let none = LullCheck {
+        detected: false,
+        duration: 0.0,
+        newly_detected: false,
+    };
+    if state.field("active") != Some(&Value::Boolean(true)) || !current_time.is_finite() {
         return Ok(none);
     }
     let last = state
         .field("lullState.lastActivity")
         .and_then(Value::as_f64)
-        .unwrap_or(args.current_time);
+        .or_else(|| state.field("startedAt").and_then(Value::as_f64))
+        .unwrap_or(current_time);
     let was = state.field("lullState.detected") == Some(&Value::Boolean(true));
-    let duration = (args.current_time - last).max(0.0);
-    let lull = duration > args.lull_threshold_ms.unwrap_or(DEFAULT_LULL_THRESHOLD_MS);
-    ctx.db
-        .patch(
+    let duration = (current_time - last).max(0.0);
+    let detected = duration > threshold;
+    if write_always || detected != was {
+        db.patch(
             state.id(),
             json!({
-                "lullState": { "detected": lull, "lastActivity": last, "duration": duration },
-                "updatedAt": ctx.now_ms(),
+                "lullState": { "detected": detected, "lastActivity": last, "duration": duration },
+                "updatedAt": now,
             }),
         )
         .await?;
-    Ok(json!({
-        "lullDetected": lull,
-        "duration": duration,
-        "shouldGeneratePrompts": lull && !was,
-    }))
+    }
+    Ok(LullCheck {
+        detected,
+        duration,
+        newly_detected: detected && !was,
+    })
+}
+
+/// @summary Runs lull detection for every active meeting
+///
+/// @description Internal, run every 10 seconds by a cron: checks up to 500
+/// active meetings' states (`by_active`) with the default 30-second
+/// threshold and writes a state only when its detected flag changes.
+/// Returns how many meetings are newly in a lull (prompt generation, a
+/// later issue, reacts to `meetingState.lullState`).
+#[macros::function(
+    internal_mutation,
+    path = "meetings/stateTracking:detectLulls",
+    returns = v::number()
+)]
+async fn detect_lulls(ctx: MutationCtx, _args: Value) -> Result<f64> {
+    let now = ctx.now_ms();
+    let states = ctx
+        .db
+        .query("meetingState")
+        .with_index("by_active", |r| r.eq("active", true))
+        .take(LULL_CHECK_BATCH)
+        .await?;
+    let mut newly = 0.0;
+    for state in &states {
+        let check =
+            evaluate_lull(&ctx.db, state, now, DEFAULT_LULL_THRESHOLD_MS, false, now).await?;
+        if check.newly_detected {
+            newly += 1.0;
+        }
+    }
+    Ok(newly)
 }
 
 #[derive(Deserialize)]
@@ -481,5 +581,12 @@ pub fn register(r: &mut Registry) {
     r.register(record_activity_spec());
     r.register(update_lull_state_spec());
     r.register(detect_lull_spec());
+    r.register(detect_lulls_spec());
     r.register(get_speaking_time_ratios_spec());
+    r.cron(
+        "meetings: detect conversation lulls",
+        CronSchedule::Interval(LULL_CHECK_INTERVAL),
+        DETECT_LULLS_PATH,
+        Value::object(Vec::<(String, Value)>::new()),
+    );
 }

@@ -1,0 +1,291 @@
+//! `transcripts/queries:*`: the live cursor read of chunks, segments,
+//! full-text search and internal readers.
+//!
+//! Chunks are read by `(meetingId, sequence > cursor)` on
+//! `by_meeting_sequence`, so a reader sees every chunk once, in order,
+//! whatever bucket or age it has; a live query's read set is that index
+//! interval, so an ingest into the meeting re-runs it and nothing else does.
+
+use database::Document;
+use errors::{Error, Result};
+use runtime::{DbReader, QueryCtx, Registry};
+use serde::Deserialize;
+use serde_json::json;
+use values::{Validator, Value, v};
+
+use super::segment_fields;
+use crate::auth::MeetingRole;
+use crate::ids::{Id, Meetings};
+use crate::meetings::{require_access, with_system_fields};
+
+/// The validator of one chunk as readers return it.
+pub(crate) fn chunk_out_validator() -> Validator {
+    v::object([
+        ("_id", v::id("transcripts")),
+        ("sequence", v::number()),
+        ("speakerId", v::optional(v::string())),
+        ("text", v::string()),
+        ("confidence", v::number()),
+        ("startMs", v::number()),
+        ("endMs", v::number()),
+        ("isInterim", v::optional(v::boolean())),
+        ("wordCount", v::number()),
+        ("language", v::optional(v::string())),
+        ("createdAt", v::number()),
+    ])
+}
+
+/// One chunk as readers return it.
+pub(crate) fn chunk_json(d: &Document) -> serde_json::Value {
+    let num = |f: &str| d.field(f).and_then(Value::as_f64).unwrap_or(0.0);
+    let mut out = json!({
+        "_id": d.id().encode(),
+        "sequence": num("sequence"),
+        "text": d.field("text").and_then(Value::as_str).unwrap_or_default(),
+        "confidence": num("confidence"),
+        "startMs": num("startMs"),
+        "endMs": num("endMs"),
+        "wordCount": num("wordCount"),
+        "createdAt": num("createdAt"),
+    });
+    if let Some(s) = d.field("speakerId").and_then(Value::as_str) {
+        out["speakerId"] = json!(s);
+    }
+    if d.field("isInterim") == Some(&Value::Boolean(true)) {
+        out["isInterim"] = json!(true);
+    }
+    if let Some(l) = d.field("language").and_then(Value::as_str) {
+        out["language"] = json!(l);
+    }
+    out
+}
+
+/// A sequence cursor: finite and non-negative (default 0).
+pub(crate) fn check_cursor(from: Option<f64>) -> Result<f64> {
+    let from = from.unwrap_or(0.0);
+    if !from.is_finite() || from < 0.0 {
+        return Err(Error::validation(
+            "fromSequence must be a non-negative number",
+        ));
+    }
+    Ok(from)
+}
+
+/// A page size: 1..=max (default `default`).
+pub(crate) fn check_limit(limit: Option<f64>, default: usize, max: usize) -> Result<usize> {
+    match limit {
+        None => Ok(default),
+        Some(l) if l.is_finite() && l >= 1.0 => Ok((l.floor() as usize).min(max)),
+        Some(_) => Err(Error::validation(format!(
+            "limit must be between 1 and {max}"
+        ))),
+    }
+}
+
+/// Up to `limit` chunks of `meeting` with `sequence > from`, ascending.
+pub(crate) async fn after_sequence(
+    db: &DbReader,
+    meeting: Id<Meetings>,
+    from: f64,
+    limit: usize,
+) -> Result<Vec<Document>> {
+    db.query("transcripts")
+        .with_index("by_meeting_sequence", |r| {
+            r.eq("meetingId", meeting.to_value()).gt("sequence", from)
+        })
+        .take(limit)
+        .await
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ListArgs {
+    meeting_id: Id<Meetings>,
+    from_sequence: Option<f64>,
+    limit: Option<f64>,
+}
+
+/// @summary Lists a meeting's transcript chunks after a sequence cursor
+///
+/// @description The live transcript read: up to `limit` (default 100, at
+/// most 500) chunks with `sequence > fromSequence` (exclusive, default 0) in
+/// sequence order, and `nextSequence`, the cursor for the next call (the
+/// last returned sequence, or `fromSequence` when nothing is newer). Reads
+/// across all 5-minute buckets and any age (the original returned nothing
+/// unless the current bucket had data). Subscribed, it re-runs whenever a
+/// chunk is ingested into the meeting. An interim chunk (`isInterim`) is
+/// superseded by its speaker's next chunk, which has a higher sequence.
+/// Authorization: any participant, observers included (`FORBIDDEN` for
+/// non-participants, `UNAUTHORIZED` without a token). Errors:
+/// `VALIDATION_ERROR` for a negative cursor or a limit below 1.
+///
+/// @example request
+/// ```json
+/// {"args": {"meetingId": "xqxdwss3njq9ptkdm2t4kmqxmnvz3bpmz8hg", "fromSequence": 0, "limit": 100}}
+/// ```
+///
+/// @example response
+/// ```json
+/// {
+///   "status": "success",
+///   "value": {
+///     "chunks": [
+///       {
+///         "_id": "jh77g3bdqvp2k2h9tybd3e5dzn7zk8h6",
+///         "sequence": 1,
+///         "speakerId": "f8smf5b6ntftmc6f61pj1h7et9yzpk7ptvn0",
+///         "text": "Let's start with the hiring plan",
+///         "confidence": 0.94,
+///         "startMs": 1768469395000,
+///         "endMs": 1768469398000,
+///         "wordCount": 6,
+///         "language": "en",
+///         "createdAt": 1768469400000
+///       }
+///     ],
+///     "nextSequence": 1
+///   }
+/// }
+/// ```
+#[macros::function(
+    query,
+    path = "transcripts/queries:listTranscriptChunks",
+    args = v::object([
+        ("meetingId", v::id("meetings")),
+        ("fromSequence", v::optional(v::number())),
+        ("limit", v::optional(v::number())),
+    ]),
+    returns = v::object([
+        ("chunks", v::array(chunk_out_validator())),
+        ("nextSequence", v::number()),
+    ])
+)]
+async fn list_transcript_chunks(ctx: QueryCtx, args: ListArgs) -> Result<serde_json::Value> {
+    require_access(&ctx.db, &ctx.auth, args.meeting_id, MeetingRole::Observer).await?;
+    let from = check_cursor(args.from_sequence)?;
+    let limit = check_limit(args.limit, 100, 500)?;
+    let docs = after_sequence(&ctx.db, args.meeting_id, from, limit).await?;
+    let next = docs
+        .last()
+        .and_then(|d| d.field("sequence").and_then(Value::as_f64))
+        .unwrap_or(from);
+    Ok(json!({
+        "chunks": docs.iter().map(chunk_json).collect::<Vec<_>>(),
+        "nextSequence": next,
+    }))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SegmentsArgs {
+    meeting_id: Id<Meetings>,
+    limit: Option<f64>,
+}
+
+fn segment_doc_validator() -> Validator {
+    with_system_fields("transcriptSegments", segment_fields())
+}
+
+async fn segments(db: &DbReader, meeting: Id<Meetings>, limit: Option<f64>) -> Result<Value> {
+    let limit = match limit {
+        None => 100,
+        Some(l) if l.is_finite() => (l.floor().clamp(1.0, 1000.0)) as usize,
+        Some(_) => return Err(Error::validation("limit must be a number")),
+    };
+    let docs = db
+        .query("transcriptSegments")
+        .with_index("by_meeting_time", |r| r.eq("meetingId", meeting.to_value()))
+        .take(limit)
+        .await?;
+    Ok(Value::Array(
+        docs.into_iter().map(Document::into_value).collect(),
+    ))
+}
+
+/// @summary Lists a meeting's transcript segments
+///
+/// @description The speaker runs built when the meeting ended
+/// (`transcripts/aggregation:aggregateTranscriptSegments`), in time order:
+/// whole `transcriptSegments` documents `{_id, _creationTime, meetingId,
+/// startMs, endMs, speakers, text, topics, sentiment?, createdAt}`, at most
+/// `limit` (default 100, clamped to 1–1,000). Empty until the meeting has
+/// ended and been aggregated. Authorization: any participant, observers
+/// included (`FORBIDDEN` for non-participants, `UNAUTHORIZED` without a
+/// token).
+///
+/// @example request
+/// ```json
+/// {"args": {"meetingId": "xqxdwss3njq9ptkdm2t4kmqxmnvz3bpmz8hg", "limit": 20}}
+/// ```
+///
+/// @example response
+/// ```json
+/// {"status": "success", "value": []}
+/// ```
+#[macros::function(
+    query,
+    path = "transcripts/queries:getTranscriptSegments",
+    args = v::object([("meetingId", v::id("meetings")), ("limit", v::optional(v::number()))]),
+    returns = v::array(segment_doc_validator())
+)]
+async fn get_transcript_segments(ctx: QueryCtx, args: SegmentsArgs) -> Result<Value> {
+    require_access(&ctx.db, &ctx.auth, args.meeting_id, MeetingRole::Observer).await?;
+    segments(&ctx.db, args.meeting_id, args.limit).await
+}
+
+/// @summary Lists a meeting's transcript segments (internal)
+///
+/// @description Internal: `getTranscriptSegments` without the access check.
+#[macros::function(
+    internal_query,
+    path = "transcripts/queries:getTranscriptSegmentsInternal",
+    args = v::object([("meetingId", v::id("meetings")), ("limit", v::optional(v::number()))]),
+    returns = v::array(segment_doc_validator())
+)]
+async fn get_transcript_segments_internal(ctx: QueryCtx, args: SegmentsArgs) -> Result<Value> {
+    segments(&ctx.db, args.meeting_id, args.limit).await
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct AfterArgs {
+    meeting_id: Id<Meetings>,
+    from_sequence: f64,
+    limit: f64,
+}
+
+/// @summary Lists whole transcript documents after a sequence (internal)
+///
+/// @description Internal (aggregation, later consumers): up to `limit`
+/// (clamped to 1–1,000) whole `transcripts` documents with `sequence >
+/// fromSequence`, ascending.
+#[macros::function(
+    internal_query,
+    path = "transcripts/queries:listTranscriptsAfterSequence",
+    args = v::object([
+        ("meetingId", v::id("meetings")),
+        ("fromSequence", v::number()),
+        ("limit", v::number()),
+    ]),
+    returns = v::array(v::any())
+)]
+async fn list_transcripts_after_sequence(ctx: QueryCtx, args: AfterArgs) -> Result<Value> {
+    let from = check_cursor(Some(args.from_sequence))?;
+    let limit = if args.limit.is_finite() {
+        args.limit.floor().clamp(1.0, 1000.0) as usize
+    } else {
+        1
+    };
+    let docs = after_sequence(&ctx.db, args.meeting_id, from, limit).await?;
+    Ok(Value::Array(
+        docs.into_iter().map(Document::into_value).collect(),
+    ))
+}
+
+/// Registers `transcripts/queries:*`.
+pub fn register(r: &mut Registry) {
+    r.register(list_transcript_chunks_spec());
+    r.register(get_transcript_segments_spec());
+    r.register(get_transcript_segments_internal_spec());
+    r.register(list_transcripts_after_sequence_spec());
+}
