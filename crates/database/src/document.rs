@@ -129,7 +129,21 @@ pub struct IndexKey {
     pub first_len: usize,
 }
 
-/// The key of `doc` in a database index, or `None` for search/vector indexes.
+/// Every key of `doc` in `index`: one for a database index, one per distinct
+/// term for a search index (see [`crate::search`]), none for a vector index.
+pub fn index_keys(index: &IndexDef, doc: &Document) -> Vec<IndexKey> {
+    match &index.kind {
+        IndexKind::Database { .. } => index_key(index, doc).into_iter().collect(),
+        IndexKind::Search {
+            search_field,
+            filter_fields,
+        } => crate::search::document_keys(search_field, filter_fields, doc),
+        IndexKind::Vector { .. } => Vec::new(),
+    }
+}
+
+/// The key of `doc` in a database index, or `None` for search/vector indexes
+/// (use [`index_keys`] for every kind).
 pub fn index_key(index: &IndexDef, doc: &Document) -> Option<IndexKey> {
     let IndexKind::Database { fields } = &index.kind else {
         return None;

@@ -46,18 +46,19 @@
 //! message bus (NATS) can replace the poll later without changing the
 //! invariant.
 
+use std::collections::HashSet;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use errors::{Error, ErrorCode, Result};
 use persistence::{
-    CommitRecord, DocumentWrite, IndexMeta, IndexWrite, KeyRange, Order, Persistence, Snapshot,
-    Timestamp,
+    CommitRecord, DocumentWrite, IndexId, IndexMeta, IndexWrite, KeyRange, Order, Persistence,
+    Snapshot, Timestamp,
 };
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use crate::document::{Document, index_key};
+use crate::document::{Document, IndexKey, index_keys};
 use crate::readset::{WriteSet, WrittenKey};
 use crate::schema::{BY_ID, IndexKind, Schema};
 use crate::subscriptions::{SubscriptionManager, WriteLogLimits};
@@ -281,6 +282,69 @@ fn conflict() -> Error {
     )
 }
 
+/// Adds the index writes and written keys of one document in one index.
+///
+/// Keys present before and after stay stored as they are (a search index
+/// keeps the entries of unchanged terms); removed keys are deleted and new
+/// ones inserted. Every key, changed or not, goes to the write set, because
+/// the document behind it changed.
+fn diff_index_keys(
+    index: IndexId,
+    stored: bool,
+    id: &[u8],
+    old: Vec<IndexKey>,
+    new: Vec<IndexKey>,
+    index_writes: &mut Vec<IndexWrite>,
+    ws: &mut WriteSet,
+) {
+    let (kept, removed, added): (Vec<IndexKey>, Vec<IndexKey>, Vec<IndexKey>) =
+        if old.len() <= 1 && new.len() <= 1 {
+            // Database indexes: at most one key on each side.
+            match (old.into_iter().next(), new.into_iter().next()) {
+                (Some(o), Some(n)) if o == n => (vec![n], Vec::new(), Vec::new()),
+                (o, n) => (Vec::new(), o.into_iter().collect(), n.into_iter().collect()),
+            }
+        } else {
+            let old_set: HashSet<&[u8]> = old.iter().map(|k| k.bytes.as_slice()).collect();
+            let new_set: HashSet<&[u8]> = new.iter().map(|k| k.bytes.as_slice()).collect();
+            let removed: Vec<IndexKey> = old
+                .iter()
+                .filter(|k| !new_set.contains(k.bytes.as_slice()))
+                .cloned()
+                .collect();
+            let (kept, added): (Vec<IndexKey>, Vec<IndexKey>) = new
+                .iter()
+                .cloned()
+                .partition(|k| old_set.contains(k.bytes.as_slice()));
+            (kept, removed, added)
+        };
+    for k in kept {
+        ws.keys.push(WrittenKey {
+            index,
+            key: k.bytes,
+            first_len: k.first_len,
+        });
+    }
+    for (k, doc_id) in removed
+        .into_iter()
+        .map(|k| (k, None))
+        .chain(added.into_iter().map(|k| (k, Some(id.to_vec()))))
+    {
+        if stored {
+            index_writes.push(IndexWrite {
+                index,
+                key: k.bytes.clone(),
+                doc_id,
+            });
+        }
+        ws.keys.push(WrittenKey {
+            index,
+            key: k.bytes,
+            first_len: k.first_len,
+        });
+    }
+}
+
 /// Builds the storage record and write set of one transaction.
 fn build_record(ts: Timestamp, writes: &[PendingWrite]) -> (CommitRecord, WriteSet) {
     let mut documents = Vec::with_capacity(writes.len());
@@ -294,50 +358,20 @@ fn build_record(ts: Timestamp, writes: &[PendingWrite]) -> (CommitRecord, WriteS
             json: w.new.as_ref().map(Document::to_json_string),
         });
         for index in &w.table.indexes {
-            let old = w.old.as_ref().and_then(|d| index_key(index, d));
-            let new = w.new.as_ref().and_then(|d| index_key(index, d));
+            let old = w
+                .old
+                .as_ref()
+                .map(|d| index_keys(index, d))
+                .unwrap_or_default();
+            let new = w
+                .new
+                .as_ref()
+                .map(|d| index_keys(index, d))
+                .unwrap_or_default();
             // `by_id` entries are not stored (point reads use the document
             // table) but its keys still go to the write set for `db.get` reads.
             let stored = index.name != BY_ID;
-            match (old, new) {
-                (Some(o), Some(n)) if o == n => {
-                    ws.keys.push(WrittenKey {
-                        index: index.id,
-                        key: n.bytes,
-                        first_len: n.first_len,
-                    });
-                }
-                (old, new) => {
-                    if let Some(o) = old {
-                        if stored {
-                            index_writes.push(IndexWrite {
-                                index: index.id,
-                                key: o.bytes.clone(),
-                                doc_id: None,
-                            });
-                        }
-                        ws.keys.push(WrittenKey {
-                            index: index.id,
-                            key: o.bytes,
-                            first_len: o.first_len,
-                        });
-                    }
-                    if let Some(n) = new {
-                        if stored {
-                            index_writes.push(IndexWrite {
-                                index: index.id,
-                                key: n.bytes.clone(),
-                                doc_id: Some(id.clone()),
-                            });
-                        }
-                        ws.keys.push(WrittenKey {
-                            index: index.id,
-                            key: n.bytes,
-                            first_len: n.first_len,
-                        });
-                    }
-                }
-            }
+            diff_index_keys(index.id, stored, &id, old, new, &mut index_writes, &mut ws);
         }
     }
     let log = ws.encode();
@@ -457,12 +491,13 @@ async fn commit_group(
     }
 }
 
-/// Rebuilds every stored index whose definition changed (or is new).
+/// Rebuilds every stored index (database and search) whose definition
+/// changed (or is new).
 async fn rebuild_changed_indexes(persistence: &Arc<dyn Persistence>, env: &TxEnv) -> Result<()> {
     let stored = persistence.index_metadata().await?;
     for table in env.schema.tables() {
         for index in &table.indexes {
-            if index.name == BY_ID || !matches!(index.kind, IndexKind::Database { .. }) {
+            if index.name == BY_ID || matches!(index.kind, IndexKind::Vector { .. }) {
                 continue;
             }
             let signature = index.signature();
@@ -487,7 +522,7 @@ async fn rebuild_changed_indexes(persistence: &Arc<dyn Persistence>, env: &TxEnv
                 after = Some(last.id.clone());
                 for stored_doc in &docs {
                     let doc = Document::from_stored(stored_doc)?;
-                    if let Some(key) = index_key(index, &doc) {
+                    for key in index_keys(index, &doc) {
                         index_writes.push(IndexWrite {
                             index: index.id,
                             key: key.bytes,

@@ -6,6 +6,7 @@
 //! * [`document`] — documents with `_id` / `_creationTime` and their index keys;
 //! * [`transaction`] — snapshot reads, buffered writes, read-set recording;
 //! * [`query`] — index range expressions and pagination cursors;
+//! * [`search`] — full-text search indexes: tokenizer, term keys, BM25 queries;
 //! * [`readset`] — read sets and write sets over index keys;
 //! * [`subscriptions`] — invalidation of live read sets and the write log;
 //! * [`engine`] — [`Database`]: opening, transactions and the group committer;
@@ -22,6 +23,7 @@ pub mod limits;
 pub mod query;
 pub mod readset;
 pub mod schema;
+pub mod search;
 pub mod subscriptions;
 pub mod transaction;
 
@@ -31,5 +33,6 @@ pub use engine::{Database, DatabaseOptions};
 pub use persistence::{Order, Timestamp};
 pub use query::{IndexRange, Page, PaginationOpts};
 pub use schema::{Schema, TableDef};
+pub use search::SearchFilter;
 pub use subscriptions::{Subscription, SubscriptionManager};
 pub use transaction::Transaction;

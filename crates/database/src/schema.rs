@@ -82,7 +82,14 @@ impl IndexDef {
 
     /// A string that changes when the key definition changes.
     pub fn signature(&self) -> String {
-        format!("v1:{:?}", self.kind)
+        match &self.kind {
+            IndexKind::Search { .. } => format!(
+                "v1:search{}:{:?}",
+                crate::search::TOKENIZER_VERSION,
+                self.kind
+            ),
+            _ => format!("v1:{:?}", self.kind),
+        }
     }
 }
 

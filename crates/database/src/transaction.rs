@@ -14,7 +14,7 @@ use errors::{Error, Result};
 use persistence::{KeyRange, Order, Snapshot, Timestamp};
 use values::{DocumentId, Value, keys};
 
-use crate::document::{Document, IndexKey, index_key};
+use crate::document::{Document, IndexKey, index_keys};
 use crate::limits;
 use crate::query::CursorPos;
 use crate::readset::{ReadInterval, ReadSet};
@@ -362,19 +362,19 @@ impl Transaction {
         }
         for w in pending {
             let Some(new) = &w.new else { continue };
-            let Some(IndexKey { bytes: key, .. }) = index_key(index, new) else {
-                continue;
-            };
-            if !range.contains(&key) {
-                continue;
-            }
-            let within = persisted_exhausted
-                || horizon.as_ref().is_some_and(|h| match order {
-                    Order::Asc => key <= *h,
-                    Order::Desc => key >= *h,
-                });
-            if within {
-                rows.push((key, new.clone()));
+            // A search index has one key per term; several may lie in range.
+            for IndexKey { bytes: key, .. } in index_keys(index, new) {
+                if !range.contains(&key) {
+                    continue;
+                }
+                let within = persisted_exhausted
+                    || horizon.as_ref().is_some_and(|h| match order {
+                        Order::Asc => key <= *h,
+                        Order::Desc => key >= *h,
+                    });
+                if within {
+                    rows.push((key, new.clone()));
+                }
             }
         }
         match order {
@@ -409,6 +409,20 @@ impl Transaction {
         })?;
         self.note_scanned(scanned, bytes)?;
         Ok(ScanResult { rows, exhausted })
+    }
+
+    /// Runs a full-text search over the search index `index` of `table`
+    /// (`withSearchIndex`): at most `limit` documents (capped at
+    /// [`crate::search::MAX_SEARCH_RESULTS`]), most relevant first. Reads
+    /// pending writes and records every scanned interval in the read set.
+    pub async fn search(
+        &mut self,
+        table: &Arc<Table>,
+        index: &IndexDef,
+        filter: &crate::search::SearchFilter,
+        limit: usize,
+    ) -> Result<Vec<Document>> {
+        crate::search::search(self, table, index, filter, limit).await
     }
 
     fn check_writable(&self) -> Result<()> {

@@ -8,8 +8,11 @@ use std::time::Duration;
 
 use auth::Identity;
 use database::query::{CursorPos, decode_cursor, encode_cursor};
-use database::schema::{BY_CREATION_TIME, BY_ID, Table};
-use database::{Document, IndexRange, Order, Page, PaginationOpts, Transaction, limits};
+use database::schema::{BY_CREATION_TIME, BY_ID, IndexKind, Table};
+use database::search::MAX_SEARCH_RESULTS;
+use database::{
+    Document, IndexRange, Order, Page, PaginationOpts, SearchFilter, Transaction, limits,
+};
 use errors::{Error, Result};
 use parking_lot::Mutex;
 use persistence::KeyRange;
@@ -133,7 +136,10 @@ impl DbReader {
             index: None,
             range: IndexRange::all(),
             order: Order::Asc,
+            order_set: false,
             filter: None,
+            search: None,
+            misuse: None,
         }
     }
 }
@@ -237,14 +243,24 @@ impl DbWriter {
 
 type Filter = Arc<dyn Fn(&Document) -> bool + Send + Sync>;
 
-/// A query under construction (`ctx.db.query(table).withIndex(…).order(…)`).
+/// A query under construction (`ctx.db.query(table).withIndex(…).order(…)`),
+/// or a full-text search (`ctx.db.query(table).withSearchIndex(…)`).
+///
+/// A search query returns at most [`MAX_SEARCH_RESULTS`] documents, most
+/// relevant first: `collect()` returns them all, `take(n)` with a larger `n`
+/// is clamped to that limit. `order`, `with_index` and `paginate` do not
+/// apply to a search query and fail with `VALIDATION_ERROR`.
 pub struct QueryBuilder {
     db: DbReader,
     table: String,
     index: Option<String>,
     range: IndexRange,
     order: Order,
+    order_set: bool,
     filter: Option<Filter>,
+    search: Option<SearchFilter>,
+    /// The first builder call that a search query does not allow.
+    misuse: Option<String>,
 }
 
 impl std::fmt::Debug for QueryBuilder {
@@ -266,15 +282,83 @@ struct Resolved {
 impl QueryBuilder {
     /// Uses an index with a range (`.withIndex(name, q => q.eq(…))`).
     pub fn with_index(mut self, name: &str, range: impl FnOnce(IndexRange) -> IndexRange) -> Self {
+        if self.search.is_some() {
+            self.misuse.get_or_insert_with(|| {
+                "with_index cannot be combined with with_search_index".into()
+            });
+        }
         self.index = Some(name.to_owned());
         self.range = range(IndexRange::all());
+        self
+    }
+
+    /// Runs a full-text search over a search index
+    /// (`.withSearchIndex(name, q => q.search(field, text).eq(…))`). Results
+    /// come most relevant first; see [`database::search`] for matching and
+    /// ranking.
+    ///
+    /// ```ignore
+    /// let notes = ctx.db.query("meetingNotes")
+    ///     .with_search_index("search_content", |q| {
+    ///         q.search("content", "roadmap hiring").eq("meetingId", meeting_id)
+    ///     })
+    ///     .take(10)
+    ///     .await?;
+    /// ```
+    pub fn with_search_index(
+        mut self,
+        name: &str,
+        search: impl FnOnce(SearchFilter) -> SearchFilter,
+    ) -> Self {
+        if self.index.is_some() {
+            self.misuse.get_or_insert_with(|| {
+                "with_search_index cannot be combined with with_index".into()
+            });
+        }
+        self.index = Some(name.to_owned());
+        self.search = Some(search(SearchFilter::new()));
         self
     }
 
     /// Sets the order (`.order("desc")`).
     pub fn order(mut self, order: Order) -> Self {
         self.order = order;
+        self.order_set = true;
         self
+    }
+
+    /// Runs a search query: at most `n` (clamped to [`MAX_SEARCH_RESULTS`])
+    /// documents, most relevant first, that also pass `.filter`.
+    async fn run_search(self, search: &SearchFilter, n: usize) -> Result<Vec<Document>> {
+        if let Some(misuse) = &self.misuse {
+            return Err(Error::validation(format!("Invalid search query: {misuse}")));
+        }
+        if self.order_set {
+            return Err(Error::validation(
+                "Invalid search query: search results are ordered by relevance; order() is not allowed",
+            ));
+        }
+        let n = n.min(MAX_SEARCH_RESULTS);
+        let mut state = self.db.state.lock().await;
+        let table = Arc::clone(state.tx.schema().require_table(&self.table)?);
+        let name = self.index.as_deref().unwrap_or_default();
+        let index = table.index(name).cloned().ok_or_else(|| {
+            Error::validation(format!(
+                "Unknown search index \"{name}\" on table \"{}\"",
+                table.name
+            ))
+        })?;
+        let want = if self.filter.is_some() {
+            MAX_SEARCH_RESULTS
+        } else {
+            n
+        };
+        let mut docs = state.tx.search(&table, &index, search, want).await?;
+        if let Some(f) = &self.filter {
+            docs.retain(|d| f(d));
+        }
+        docs.truncate(n);
+        Ok(docs)
     }
 
     /// Keeps only documents for which `f` is true (`.filter(…)`). Filtered-out
@@ -298,6 +382,12 @@ impl QueryBuilder {
                 table.name
             ))
         })?;
+        if !matches!(index.kind, IndexKind::Database { .. }) {
+            return Err(Error::validation(format!(
+                "Index \"{index_name}\" on table \"{}\" is not a database index; query a search index with with_search_index",
+                table.name
+            )));
+        }
         let (range, bucket) = self.range.compile(&index)?;
         Ok(Resolved {
             table,
@@ -374,16 +464,24 @@ impl QueryBuilder {
         }
     }
 
-    /// All matching documents (`.collect()`).
-    pub async fn collect(self) -> Result<Vec<Document>> {
+    /// All matching documents (`.collect()`; a search query returns at most
+    /// [`MAX_SEARCH_RESULTS`]).
+    pub async fn collect(mut self) -> Result<Vec<Document>> {
+        if let Some(search) = self.search.take() {
+            return self.run_search(&search, MAX_SEARCH_RESULTS).await;
+        }
         let mut state = self.db.state.lock().await;
         let r = self.resolve(&state.tx)?;
         let (docs, _, _) = self.read(&mut state.tx, &r, None, usize::MAX).await?;
         Ok(docs)
     }
 
-    /// At most `n` documents (`.take(n)`).
-    pub async fn take(self, n: usize) -> Result<Vec<Document>> {
+    /// At most `n` documents (`.take(n)`; clamped to [`MAX_SEARCH_RESULTS`]
+    /// for a search query).
+    pub async fn take(mut self, n: usize) -> Result<Vec<Document>> {
+        if let Some(search) = self.search.take() {
+            return self.run_search(&search, n).await;
+        }
         let mut state = self.db.state.lock().await;
         let r = self.resolve(&state.tx)?;
         let (docs, _, _) = self.read(&mut state.tx, &r, None, n).await?;
@@ -416,6 +514,11 @@ impl QueryBuilder {
                 opts.num_items,
                 limits::MAX_PAGE_SIZE
             )));
+        }
+        if self.search.is_some() {
+            return Err(Error::validation(
+                "Invalid search query: paginate() is not supported on a search query; use take(n)",
+            ));
         }
         let mut state = self.db.state.lock().await;
         if state.paginated {

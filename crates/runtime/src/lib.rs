@@ -21,6 +21,7 @@ pub use context::{
     ActionCtx, Auth, DbReader, DbWriter, MutationCtx, PaginationOptsArg, QueryBuilder, QueryCtx,
     page_to_value, pagination_opts_validator,
 };
+pub use database::SearchFilter;
 pub use exec::{
     ActionOutcome, MutationOutcome, QueryOutcome, Runtime, RuntimeConfig, SessionRequest,
 };
