@@ -26,6 +26,11 @@ target/debug/connvo docs validate --test-functions --file target/docs-validate.j
 step "cargo test"
 cargo test --workspace
 
+step "load-generator smoke run (connvo-bench load; fails on any lost, duplicated or reordered update)"
+target/debug/connvo-bench load --spawn --meetings 3 --participants 2 \
+  --chat-rate 1 --duration 3 --warmup 1 \
+  --json target/bench-smoke.json
+
 step "schemathesis against /openapi.json of a spawned server"
 CONNVO_BIN=target/debug/connvo ./scripts/schemathesis.sh
 

@@ -5,8 +5,10 @@
 //! * `connvo-bench engine` — microbenchmarks of the storage engine through
 //!   the real `Database`, `Runtime` and SQLite store, without the network
 //!   (see the [`engine`] module for what is measured and how);
-//! * a WebSocket load generator (`connvo-bench load …`) will join it as a
-//!   second [`Command`] variant.
+//! * `connvo-bench load` — the WebSocket load generator and SLO benchmark:
+//!   meetings whose participants are real sync connections, delivery /
+//!   mutation / query latency, throughput, server CPU and RSS, and a check
+//!   that no update was lost, duplicated or reordered (see [`load`]).
 //!
 //! Shared result handling (medians over runs, table / JSON / Markdown
 //! output) lives in [`report`].
@@ -16,6 +18,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod engine;
+mod load;
 mod report;
 
 /// Benchmarks for Connvo Server.
@@ -34,12 +37,21 @@ enum Command {
     /// indexed range reads, insert mutations (sequential and concurrent) and
     /// the invalidation of 1,000 subscriptions by one commit.
     Engine(engine::EngineArgs),
+    /// WebSocket load test against a running (`--url`) or spawned
+    /// (`--spawn`) server; exits non-zero if any update was lost,
+    /// duplicated, reordered or failed.
+    Load(Box<load::LoadArgs>),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Engine(args) => engine::run(args),
+        Command::Load(args) => match load::run(*args) {
+            Ok(true) => Ok(()),
+            Ok(false) => return ExitCode::from(2),
+            Err(e) => Err(e),
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
