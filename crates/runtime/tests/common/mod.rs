@@ -55,7 +55,8 @@ pub fn schema() -> Arc<Schema> {
                 TableDef::new("messages")
                     .field("group", v::string())
                     .field("body", v::string())
-                    .index("by_group", &["group"]),
+                    .index("by_group", &["group"])
+                    .search_index("search_body", "body", &["group"]),
             )
             .build()
             .expect("schema builds"),
