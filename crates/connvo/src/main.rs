@@ -149,6 +149,11 @@ struct ServeArgs {
     /// SQLite durability: `full` fsyncs each commit group; `normal` survives process crashes only.
     #[arg(long, env = "CONNVO_SQLITE_SYNC", value_enum, default_value_t = SqliteSync::Full)]
     sqlite_sync: SqliteSync,
+    /// How long commit-log entries are kept, in seconds. Nodes follow the
+    /// log to update their subscribers; one that falls further behind than
+    /// this (stopped, partitioned) re-runs its live queries instead.
+    #[arg(long, env = "CONNVO_COMMIT_LOG_RETENTION_SECS", default_value_t = 600)]
+    commit_log_retention_secs: u64,
     /// Register the `testing/*` functions used by the test suites.
     #[arg(long, env = "CONNVO_TEST_FUNCTIONS")]
     test_functions: bool,
@@ -306,6 +311,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         // node's subscriptions (5 ms while busy, backing off to 50 ms).
         db.start_commit_tailer(Duration::from_millis(5));
     }
+    // The commit log exists for other nodes; keep it bounded (every node
+    // prunes; a prune is one indexed DELETE, so overlapping ones are cheap).
+    let retention = Duration::from_secs(args.commit_log_retention_secs);
+    db.start_commit_log_pruner(
+        retention,
+        (retention / 10).clamp(Duration::from_secs(1), Duration::from_secs(60)),
+    );
     let mut registry = Registry::new();
     model::register(
         &mut registry,

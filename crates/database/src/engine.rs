@@ -39,6 +39,13 @@
 //! timestamp order and the poll never skips a commit; entries applied twice
 //! are ignored by [`SubscriptionManager::apply`].
 //!
+//! The log is bounded: [`Database::start_commit_log_pruner`] deletes entries
+//! older than a retention, raising the log's floor
+//! ([`Persistence::commit_log_floor`]) in the same transaction. Readers check
+//! the floor after reading entries; a node whose position fell below it
+//! missed commits and resets its subscriptions
+//! ([`SubscriptionManager::reset`]) instead of missing updates.
+//!
 //! Why polling and not `LISTEN/NOTIFY`: a `NOTIFY` inside every commit cost
 //! 72% of commit throughput (it takes a database-wide lock at commit), while
 //! one indexed range query per node every few milliseconds is cheap. The poll
@@ -202,6 +209,21 @@ impl Database {
         tokio::spawn(run_tailer(weak, interval))
     }
 
+    /// Starts a task that every `every` deletes commit-log entries older than
+    /// `retention` (never the newest). A node that falls further behind than
+    /// that (stopped, partitioned) notices the gap through the log's floor
+    /// and re-runs its live queries instead of missing updates.
+    pub fn start_commit_log_pruner(&self, retention: Duration, every: Duration) -> JoinHandle<()> {
+        let weak = Arc::downgrade(&self.inner);
+        tokio::spawn(run_pruner(weak, retention, every))
+    }
+
+    /// One pruning pass (see [`Database::start_commit_log_pruner`]); returns
+    /// how many entries went.
+    pub async fn prune_commit_log(&self, retention: Duration) -> Result<u64> {
+        prune_log(&self.inner, retention).await
+    }
+
     /// Applies every commit in the backend's log after the newest applied one;
     /// returns how many entries were read. (One step of the tailer.)
     pub async fn catch_up(&self) -> Result<usize> {
@@ -239,6 +261,13 @@ async fn catch_up(inner: &Inner) -> Result<usize> {
     loop {
         let after = inner.subscriptions.processed_ts();
         let entries = inner.persistence.commits_after(after, TAIL_BATCH).await?;
+        // Read after the entries: see `Persistence::commit_log_floor`.
+        let floor = inner.persistence.commit_log_floor().await?;
+        if log_gap(after, floor) {
+            reset_after_gap(inner.persistence.as_ref(), &inner.subscriptions, after).await?;
+            total += 1;
+            continue;
+        }
         let n = entries.len();
         for entry in entries {
             inner
@@ -273,6 +302,58 @@ async fn run_tailer(weak: Weak<Inner>, interval: Duration) {
         tokio::time::sleep(pause).await;
     }
     tracing::debug!("commit-log tailer stopped");
+}
+
+/// Whether a reader positioned at `after` missed pruned commits.
+fn log_gap(after: Timestamp, floor: Timestamp) -> bool {
+    after.0.saturating_add(1) < floor.0
+}
+
+/// This node fell behind the pruned commit log: forget everything derived
+/// from it (see [`SubscriptionManager::reset`]) and go on from the newest
+/// commit.
+async fn reset_after_gap(
+    persistence: &dyn Persistence,
+    subscriptions: &SubscriptionManager,
+    after: Timestamp,
+) -> Result<()> {
+    let latest = persistence.latest_ts().await?;
+    tracing::warn!(
+        applied = after.0,
+        latest = latest.0,
+        "the commit log was pruned past this node's position; re-running every live query"
+    );
+    metrics::counter!("connvo_commit_log_gap_resets_total").increment(1);
+    subscriptions.reset(latest);
+    Ok(())
+}
+
+/// Deletes commit-log entries older than `retention` by the clock, never the
+/// newest one (so an idle, up-to-date node is never behind the floor).
+async fn prune_log(inner: &Inner, retention: Duration) -> Result<u64> {
+    let retention_ns = u64::try_from(retention.as_nanos()).unwrap_or(u64::MAX);
+    let cutoff = inner.env.clock.now_nanos().saturating_sub(retention_ns);
+    let latest = inner.persistence.latest_ts().await?;
+    let before = Timestamp(cutoff.min(latest.0));
+    if before.0 == 0 {
+        return Ok(0);
+    }
+    let deleted = inner.persistence.prune_commit_log(before).await?;
+    metrics::counter!("connvo_commit_log_pruned_total").increment(deleted);
+    Ok(deleted)
+}
+
+async fn run_pruner(weak: Weak<Inner>, retention: Duration, every: Duration) {
+    loop {
+        tokio::time::sleep(every).await;
+        let Some(inner) = weak.upgrade() else { break };
+        match prune_log(&inner, retention).await {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(deleted = n, "commit log pruned"),
+            Err(e) => tracing::warn!(error = %e, "commit-log pruning failed; retrying later"),
+        }
+    }
+    tracing::debug!("commit-log pruner stopped");
 }
 
 fn conflict() -> Error {
@@ -434,8 +515,14 @@ async fn commit_group(
         let latest = wtx.latest_ts().await?;
         if latest > *last_ts {
             // Commits made by other nodes since our last group.
-            for entry in wtx.commits_after(*last_ts).await? {
-                subscriptions.apply(entry.ts, Arc::new(WriteSet::decode(&entry.log)?));
+            let entries = wtx.commits_after(*last_ts).await?;
+            let processed = subscriptions.processed_ts().max(*last_ts);
+            if log_gap(processed, persistence.commit_log_floor().await?) {
+                reset_after_gap(persistence, subscriptions, processed).await?;
+            } else {
+                for entry in entries {
+                    subscriptions.apply(entry.ts, Arc::new(WriteSet::decode(&entry.log)?));
+                }
             }
             *last_ts = latest;
         }

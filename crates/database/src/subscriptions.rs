@@ -295,6 +295,33 @@ impl SubscriptionManager {
         self.processed_tx.send_replace(ts);
     }
 
+    /// Forgets everything before `ts` because the commits between the last
+    /// applied one and `ts` can no longer be read (the commit log was pruned
+    /// past this node's position): invalidates every live subscription at
+    /// `ts`, empties the write log and moves the horizon and the processed
+    /// timestamp to `ts`. Live queries re-run at a snapshot at or after
+    /// `ts`, and transactions that read before it get `WRITE_CONFLICT` and
+    /// retry — correct, just more work than applying the missing commits.
+    /// Does nothing when `ts` is not after the processed timestamp.
+    pub fn reset(&self, ts: Timestamp) {
+        let mut inner = self.inner.lock();
+        if ts <= inner.processed {
+            return;
+        }
+        let ids: Vec<u64> = inner.entries.keys().copied().collect();
+        for id in ids {
+            if let Some(entry) = inner.remove_entry(id) {
+                entry.state.invalidate(ts);
+            }
+        }
+        inner.log.clear();
+        inner.log_keys = 0;
+        inner.horizon = ts;
+        inner.processed = ts;
+        drop(inner);
+        self.processed_tx.send_replace(ts);
+    }
+
     fn remove(&self, id: u64) {
         self.inner.lock().remove_entry(id);
     }

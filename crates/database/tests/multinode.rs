@@ -18,8 +18,16 @@ use persistence_postgres::testing::TestSchema;
 use values::Value;
 
 async fn node(schema: &TestSchema) -> Database {
+    let db = node_without_tailer(schema).await;
+    db.start_commit_tailer(Duration::from_millis(5));
+    db
+}
+
+/// A node that only learns of other nodes' commits when asked
+/// (`catch_up`) or when it commits itself.
+async fn node_without_tailer(schema: &TestSchema) -> Database {
     let store = schema.connect().await;
-    let db = Database::open(
+    Database::open(
         store,
         common::schema(),
         Arc::new(SystemClock),
@@ -27,9 +35,7 @@ async fn node(schema: &TestSchema) -> Database {
         DatabaseOptions::default(),
     )
     .await
-    .expect("open database");
-    db.start_commit_tailer(Duration::from_millis(5));
-    db
+    .expect("open database")
 }
 
 fn counter(value: f64) -> Value {
@@ -147,4 +153,95 @@ async fn conflicting_increments_through_two_nodes_lose_no_update() {
         WORKERS * 2 * EACH
     );
     assert_eq!(value, (WORKERS * 2 * EACH) as f64);
+}
+
+fn patch_value(value: f64) -> BTreeMap<String, Option<Value>> {
+    let mut p = BTreeMap::new();
+    p.insert("value".to_owned(), Some(Value::Float64(value)));
+    p
+}
+
+/// Node B stops following the log; node A commits and prunes the log past
+/// B's position. B must notice the gap (the log's floor), invalidate its
+/// live subscriptions instead of silently missing the pruned commits, and
+/// refuse a transaction that read before the gap; after the reset it
+/// follows the log normally again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_behind_the_pruned_commit_log_resets_instead_of_missing_updates() {
+    let schema = TestSchema::new();
+    let a = node(&schema).await;
+    let b = node_without_tailer(&schema).await;
+
+    let mut tx = a.begin(true).await.unwrap();
+    let id = tx.insert("counters", counter(0.0)).unwrap();
+    let created = a.commit(tx).await.unwrap();
+    b.catch_up().await.unwrap();
+    assert_eq!(b.subscriptions().processed_ts(), created);
+
+    // B reads and subscribes at `created`, and starts a read-modify-write.
+    let mut read = b.begin(false).await.unwrap();
+    read.get(id).await.unwrap().expect("visible on B");
+    let sub = b
+        .subscriptions()
+        .subscribe(Arc::new(read.into_read_set()), created);
+    let mut stale = b.begin(true).await.unwrap();
+    stale.get(id).await.unwrap();
+    stale.patch(id, patch_value(100.0)).await.unwrap();
+
+    // A changes the document three times and then commits something else,
+    // and prunes everything but that newest entry: the surviving log alone
+    // says nothing about the document B read.
+    for v in 1..=3 {
+        let mut w = a.begin(true).await.unwrap();
+        w.patch(id, patch_value(f64::from(v))).await.unwrap();
+        a.commit(w).await.unwrap();
+    }
+    let mut w = a.begin(true).await.unwrap();
+    w.insert("counters", counter(-1.0)).unwrap();
+    let newest = a.commit(w).await.unwrap();
+    let pruned = a.prune_commit_log(Duration::ZERO).await.unwrap();
+    assert!(pruned >= 3, "pruned {pruned} entries");
+    assert!(sub.invalidated_at().is_none(), "B has not looked yet");
+
+    // B looks: the floor shows the gap, so every live query is invalidated.
+    b.catch_up().await.unwrap();
+    assert_eq!(sub.invalidated_at(), Some(newest));
+    assert_eq!(b.subscriptions().processed_ts(), newest);
+
+    // The transaction that read before the gap cannot commit (no lost update).
+    let err = b.commit(stale).await.expect_err("stale write refused");
+    assert_eq!(err.code(), ErrorCode::WriteConflict);
+
+    // After the reset B follows the log again, incrementally.
+    let mut read = b.begin(false).await.unwrap();
+    let doc = read.get(id).await.unwrap().unwrap();
+    assert_eq!(doc.field("value"), Some(&Value::Float64(3.0)));
+    let ts = read.ts();
+    let sub = b
+        .subscriptions()
+        .subscribe(Arc::new(read.into_read_set()), ts);
+    let mut w = a.begin(true).await.unwrap();
+    w.patch(id, patch_value(4.0)).await.unwrap();
+    let fourth = a.commit(w).await.unwrap();
+    b.catch_up().await.unwrap();
+    assert_eq!(sub.invalidated_at(), Some(fourth));
+
+    // A node that is up to date is never reset by pruning, even when idle.
+    let mut read = b.begin(false).await.unwrap();
+    read.get(id).await.unwrap();
+    let ts = read.ts();
+    let idle = b
+        .subscriptions()
+        .subscribe(Arc::new(read.into_read_set()), ts);
+    a.prune_commit_log(Duration::ZERO).await.unwrap();
+    b.prune_commit_log(Duration::ZERO).await.unwrap();
+    b.catch_up().await.unwrap();
+    assert!(
+        idle.invalidated_at().is_none(),
+        "an up-to-date node keeps its subscriptions"
+    );
+
+    // And B's own commits keep working next to the pruned log.
+    let retries = increment(&b, id).await;
+    assert!(retries <= 1);
 }
