@@ -28,7 +28,7 @@ cargo test --workspace
 
 step "load-generator smoke run (connvo-bench load; fails on any lost, duplicated or reordered update)"
 target/debug/connvo-bench load --spawn --meetings 3 --participants 2 \
-  --chat-rate 1 --duration 3 --warmup 1 \
+  --transcript-rate 5 --chat-rate 1 --note-rate 1 --duration 3 --warmup 1 \
   --json target/bench-smoke.json
 
 step "schemathesis against /openapi.json of a spawned server"

@@ -35,7 +35,7 @@ pub enum Ack {
     /// Setup calls: the caller awaits the outcome.
     Reply(oneshot::Sender<Result<Value, String>>),
     /// Load mutations: recorded into the shared send log by the reader.
-    Record(Box<dyn FnOnce(Instant, Result<(), String>) + Send>),
+    Record(Box<dyn FnOnce(Instant, Result<Value, String>) + Send>),
 }
 
 /// Receives the Transitions read on one connection.
@@ -159,7 +159,7 @@ impl Conn {
                             Some(Ack::Reply(tx)) => {
                                 let _ = tx.send(outcome);
                             }
-                            Some(Ack::Record(f)) => f(read_at, outcome.map(|_| ())),
+                            Some(Ack::Record(f)) => f(read_at, outcome),
                             None => {}
                         }
                     }

@@ -108,6 +108,9 @@ pub struct SendLog {
 pub struct MeetingLog {
     /// Indexed by [`Kind::index`].
     pub kinds: [Mutex<SendLog>; 3],
+    /// The highest notes `serverSequence` acknowledged: the `clientSequence`
+    /// (base) of the next note operation.
+    pub notes_head: AtomicU64,
 }
 
 /// Run-wide live counters (for progress lines).
@@ -192,7 +195,7 @@ fn send_update(w: &Writer, kind: Kind) {
         Kind::Notes => json!({
             "meetingId": meeting_id,
             "operation": { "type": "insert", "position": 0.0, "content": format!("{text}\n") },
-            "clientSequence": f64::from(seq),
+            "clientSequence": log.notes_head.load(Ordering::SeqCst) as f64,
         }),
     };
     counters.sent.fetch_add(1, Ordering::Relaxed);
@@ -201,7 +204,10 @@ fn send_update(w: &Writer, kind: Kind) {
         let idx = (seq - 1) as usize;
         let mut l = log2.kinds[kind.index()].lock();
         match outcome {
-            Ok(()) => {
+            Ok(value) => {
+                if let Some(head) = value.get("serverSequence").and_then(Value::as_f64) {
+                    log2.notes_head.fetch_max(head as u64, Ordering::SeqCst);
+                }
                 l.acked[idx] = Some(at);
                 counters2.acked.fetch_add(1, Ordering::Relaxed);
             }
@@ -471,7 +477,7 @@ impl Subscriber {
             let next = value
                 .get("nextSequence")
                 .and_then(Value::as_f64)
-                .or(last_server_seq.map(|s| s + 1.0));
+                .or(last_server_seq);
             if let (Some(next), Some(old)) = (next, st.transcript_query) {
                 let query_id = conn.next_query_id();
                 st.roles.remove(&old);
