@@ -263,6 +263,18 @@ fn rows() -> Vec<Row> {
             |f| json!({ "meetingId": f.meeting, "userId": f.caller_id, "speakingDurationMs": 1200 }),
             WRITE,
         ),
+        Row {
+            // Speaking time goes only to the speaker: nobody, hosts
+            // included, may credit another user.
+            variant: "another user",
+            ..row(
+                "meetings/stateTracking:updateSpeakingStats",
+                Mutation,
+                State::Active,
+                |f| json!({ "meetingId": f.meeting, "userId": f.target, "speakingDurationMs": 1200 }),
+                [UNAUTH, FORBID, FORBID, ROLE, FORBID, FORBID, FORBID],
+            )
+        },
         row(
             "meetings/stateTracking:updateCurrentTopics",
             Mutation,

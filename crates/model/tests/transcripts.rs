@@ -797,3 +797,62 @@ async fn lulls_are_detected_after_silence_and_cleared_by_speech() {
     assert_eq!(r.state().await["lullState"]["detected"], true);
     let _ = &r.host;
 }
+
+#[tokio::test]
+async fn search_finds_a_meetings_words_only() {
+    let r = room().await;
+    r.ingest(&r.alice, "Let's start with the hiring plan", json!({}))
+        .await
+        .unwrap();
+    r.ingest(&r.bob, "Then the roadmap for Q1", json!({}))
+        .await
+        .unwrap();
+    r.ingest(
+        &r.bob,
+        "hiring interim",
+        json!({ "isInterim": true, "utteranceId": "z" }),
+    )
+    .await
+    .unwrap();
+    let other = r.env.meeting(&r.bob, &[]).await;
+    r.env.start(&r.bob, &other).await;
+    let mut elsewhere = r.chunk("hiring elsewhere", json!({}));
+    elsewhere["meetingId"] = json!(other);
+    r.env.mutation(&r.bob, INGEST, elsewhere).await.unwrap();
+    let search = |q: &str| {
+        let args = json!({ "meetingId": r.meeting, "query": q });
+        async {
+            r.env
+                .query(&r.olga, "transcripts/queries:searchTranscripts", args)
+                .await
+        }
+    };
+    let hits = search("hiring").await.unwrap();
+    assert_eq!(
+        texts(hits["chunks"].as_array().unwrap()),
+        ["Let's start with the hiring plan"]
+    );
+    let hits = search("road").await.unwrap();
+    assert_eq!(
+        texts(hits["chunks"].as_array().unwrap()),
+        ["Then the roadmap for Q1"]
+    );
+    assert!(
+        search("budget").await.unwrap()["chunks"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    expect_code(search("   ").await, ErrorCode::ValidationError);
+    let outsider = r.env.user("zed", Some(ORG_A), "member").await;
+    expect_code(
+        r.env
+            .query(
+                &outsider,
+                "transcripts/queries:searchTranscripts",
+                json!({ "meetingId": r.meeting, "query": "hiring" }),
+            )
+            .await,
+        ErrorCode::Forbidden,
+    );
+}

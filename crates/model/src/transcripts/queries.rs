@@ -5,6 +5,7 @@
 //! `by_meeting_sequence`, so a reader sees every chunk once, in order,
 //! whatever bucket or age it has; a live query's read set is that index
 //! interval, so an ingest into the meeting re-runs it and nothing else does.
+//! `searchTranscripts` uses the `search_text` full-text indexes.
 
 use database::Document;
 use errors::{Error, Result};
@@ -282,10 +283,113 @@ async fn list_transcripts_after_sequence(ctx: QueryCtx, args: AfterArgs) -> Resu
     ))
 }
 
+/// Longest search query (characters).
+pub const MAX_SEARCH_CHARS: usize = 500;
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SearchArgs {
+    meeting_id: Id<Meetings>,
+    query: String,
+    limit: Option<f64>,
+}
+
+/// @summary Searches a meeting's transcript by text
+///
+/// @description Full-text search (the `search_text` indexes, filtered by
+/// meeting) over the meeting's final transcript chunks and its segments,
+/// most relevant first: `{chunks, segments}`, each at most `limit`
+/// (default 20, at most 100); chunks have the `listTranscriptChunks` shape,
+/// segments are whole `transcriptSegments` documents (present once the
+/// meeting ended). Terms match whole words; the last term also matches as
+/// a prefix. Reactive: a subscribed search re-runs when matching text is
+/// ingested. Authorization: any participant, observers included
+/// (`FORBIDDEN` for non-participants, `UNAUTHORIZED` without a token).
+/// Errors: `VALIDATION_ERROR` for an empty query or one over 500
+/// characters.
+///
+/// @example request
+/// ```json
+/// {"args": {"meetingId": "xqxdwss3njq9ptkdm2t4kmqxmnvz3bpmz8hg", "query": "hiring"}}
+/// ```
+///
+/// @example response
+/// ```json
+/// {
+///   "status": "success",
+///   "value": {
+///     "chunks": [
+///       {
+///         "_id": "jh77g3bdqvp2k2h9tybd3e5dzn7zk8h6",
+///         "sequence": 1,
+///         "speakerId": "f8smf5b6ntftmc6f61pj1h7et9yzpk7ptvn0",
+///         "text": "Let's start with the hiring plan",
+///         "confidence": 0.94,
+///         "startMs": 1768469395000,
+///         "endMs": 1768469398000,
+///         "wordCount": 6,
+///         "language": "en",
+///         "createdAt": 1768469400000
+///       }
+///     ],
+///     "segments": []
+///   }
+/// }
+/// ```
+#[macros::function(
+    query,
+    path = "transcripts/queries:searchTranscripts",
+    args = v::object([
+        ("meetingId", v::id("meetings")),
+        ("query", v::string()),
+        ("limit", v::optional(v::number())),
+    ]),
+    returns = v::object([
+        ("chunks", v::array(chunk_out_validator())),
+        ("segments", v::array(segment_doc_validator())),
+    ])
+)]
+async fn search_transcripts(ctx: QueryCtx, args: SearchArgs) -> Result<serde_json::Value> {
+    require_access(&ctx.db, &ctx.auth, args.meeting_id, MeetingRole::Observer).await?;
+    let text = args.query.trim();
+    if text.is_empty() {
+        return Err(Error::validation("Search query cannot be empty"));
+    }
+    if text.chars().count() > MAX_SEARCH_CHARS {
+        return Err(Error::validation(format!(
+            "Search query is too long (at most {MAX_SEARCH_CHARS} characters)"
+        )));
+    }
+    let limit = check_limit(args.limit, 20, 100)?;
+    let meeting = args.meeting_id;
+    let chunks = ctx
+        .db
+        .query("transcripts")
+        .with_search_index("search_text", |q| {
+            q.search("text", text).eq("meetingId", meeting.to_value())
+        })
+        .filter(|d| d.field("isInterim") != Some(&Value::Boolean(true)))
+        .take(limit)
+        .await?;
+    let segments = ctx
+        .db
+        .query("transcriptSegments")
+        .with_search_index("search_text", |q| {
+            q.search("text", text).eq("meetingId", meeting.to_value())
+        })
+        .take(limit)
+        .await?;
+    Ok(json!({
+        "chunks": chunks.iter().map(chunk_json).collect::<Vec<_>>(),
+        "segments": segments.into_iter().map(|d| d.into_value().to_json()).collect::<Vec<_>>(),
+    }))
+}
+
 /// Registers `transcripts/queries:*`.
 pub fn register(r: &mut Registry) {
     r.register(list_transcript_chunks_spec());
     r.register(get_transcript_segments_spec());
     r.register(get_transcript_segments_internal_spec());
     r.register(list_transcripts_after_sequence_spec());
+    r.register(search_transcripts_spec());
 }
