@@ -868,3 +868,47 @@ async fn account_deletion_keeps_the_log_replayable() {
     assert!(r.env.docs("offlineOperationQueue").await.is_empty());
     r.assert_replay_exact().await;
 }
+
+#[tokio::test]
+async fn search_finds_only_the_notes_of_the_callers_meetings() {
+    const SEARCH: &str = "notes/queries:searchMeetingNotes";
+    let r = room().await;
+    r.apply(&r.alice, Operation::insert(0, "Roadmap: hiring plan for Q1 😀"), 0)
+        .await
+        .unwrap();
+    // A meeting Alice is not in, with matching notes.
+    let secret = r.env.meeting(&r.host, &[(&r.bob, "participant")]).await;
+    r.env
+        .mutation(
+            &r.bob,
+            APPLY,
+            json!({"meetingId": secret, "operation": {"type": "insert", "position": 0, "content": "roadmap secret"}, "clientSequence": 0}),
+        )
+        .await
+        .unwrap();
+    let hits = r.env.query(&r.alice, SEARCH, json!({"query": "ROADMAP hiring"})).await.unwrap();
+    let hits = hits.as_array().unwrap();
+    assert_eq!(hits.len(), 1, "{hits:?}");
+    assert_eq!(hits[0]["meetingId"], r.meeting.as_str());
+    assert_eq!(hits[0]["meetingTitle"], "Weekly sync");
+    assert_eq!(hits[0]["matchedTerms"], 2);
+    assert!(hits[0]["snippet"].as_str().unwrap().contains("hiring"));
+    // Observers search their meetings too; Bob sees both, best match first.
+    let olga = r.env.query(&r.olga, SEARCH, json!({"query": "roadmap"})).await.unwrap();
+    assert_eq!(olga.as_array().unwrap().len(), 1);
+    let bob = r.env.query(&r.bob, SEARCH, json!({"query": "roadmap secret"})).await.unwrap();
+    let bob = bob.as_array().unwrap();
+    assert_eq!(bob.len(), 2);
+    assert_eq!(bob[0]["meetingId"], secret.as_str());
+    let stranger = r.env.user("sam", Some(ORG_A), "member").await;
+    let none = r.env.query(&stranger, SEARCH, json!({"query": "roadmap"})).await.unwrap();
+    assert_eq!(none, json!([]));
+    expect_code(
+        r.env.query(&r.alice, SEARCH, json!({"query": " !? "})).await,
+        ErrorCode::ValidationError,
+    );
+    expect_code(
+        r.env.call(None, runtime::FunctionKind::Query, SEARCH, json!({"query": "roadmap"})).await,
+        ErrorCode::Unauthorized,
+    );
+}
