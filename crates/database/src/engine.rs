@@ -367,11 +367,19 @@ fn conflict() -> Error {
 ///
 /// Keys present before and after stay stored as they are (a search index
 /// keeps the entries of unchanged terms); removed keys are deleted and new
-/// ones inserted. Every key, changed or not, goes to the write set, because
-/// the document behind it changed.
+/// ones inserted. Changed keys go to the write set. Unchanged keys go to it
+/// only when `kept_in_write_set`: a database index read returns the
+/// documents behind its keys, so a changed document must invalidate the
+/// ranges holding its unchanged key. A search index does not need that (a
+/// search records a `by_id` read of every candidate document instead, see
+/// [`crate::search`]), which keeps the write set of an edit to a long text
+/// proportional to the terms that changed, not to all of its terms.
+// The arguments are the parts of one index's diff plus the two outputs.
+#[allow(clippy::too_many_arguments)]
 fn diff_index_keys(
     index: IndexId,
     stored: bool,
+    kept_in_write_set: bool,
     id: &[u8],
     old: Vec<IndexKey>,
     new: Vec<IndexKey>,
@@ -399,7 +407,7 @@ fn diff_index_keys(
                 .partition(|k| old_set.contains(k.bytes.as_slice()));
             (kept, removed, added)
         };
-    for k in kept {
+    for k in kept.into_iter().filter(|_| kept_in_write_set) {
         ws.keys.push(WrittenKey {
             index,
             key: k.bytes,
@@ -452,7 +460,17 @@ fn build_record(ts: Timestamp, writes: &[PendingWrite]) -> (CommitRecord, WriteS
             // `by_id` entries are not stored (point reads use the document
             // table) but its keys still go to the write set for `db.get` reads.
             let stored = index.name != BY_ID;
-            diff_index_keys(index.id, stored, &id, old, new, &mut index_writes, &mut ws);
+            let kept_in_write_set = !matches!(index.kind, IndexKind::Search { .. });
+            diff_index_keys(
+                index.id,
+                stored,
+                kept_in_write_set,
+                &id,
+                old,
+                new,
+                &mut index_writes,
+                &mut ws,
+            );
         }
     }
     let log = ws.encode();

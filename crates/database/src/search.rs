@@ -37,6 +37,17 @@
 //! (bounded by the transaction's scan limits, and reactive on the whole
 //! table).
 //!
+//! # Reactivity
+//!
+//! The term ranges scanned are in the read set, so a write that adds or
+//! removes a matching term (a new match, a lost match) invalidates the
+//! search. A commit that rewrites a document keeps the entries of its
+//! unchanged terms *and leaves them out of the write set* (an edit of a long
+//! note costs write-set keys for the terms that changed only); instead a
+//! search records a `by_id` point read of every candidate it scored, and every
+//! write of a document writes its `by_id` key, so any change to a candidate
+//! (its text, hence its score, or any other field) invalidates the search too.
+//!
 //! Candidates are scored with BM25 (`k1 = 1.2`, `b = 0.75`). Term
 //! frequencies and document lengths come from re-tokenizing each candidate's
 //! text; a term's document frequency is the number of candidates that match
@@ -366,7 +377,15 @@ pub async fn search(
         return Ok(Vec::new());
     }
     let candidates = match &plan.key_prefix {
-        Some(prefix) => scan_terms(tx, table, index, &plan, prefix).await?,
+        Some(prefix) => {
+            let candidates = scan_terms(tx, table, index, &plan, prefix).await?;
+            // The term ranges only change when a term is added or removed; a
+            // candidate's other edits change its score and content, so they
+            // must invalidate too (unchanged term keys are not in write sets).
+            tx.note_documents_read(table, candidates.values().map(Document::id))?;
+            candidates
+        }
+        // The whole-table range already covers every change of every document.
         None => scan_table(tx, table, &plan).await?,
     };
     Ok(rank(&plan, candidates, limit))

@@ -411,6 +411,37 @@ impl Transaction {
         Ok(ScanResult { rows, exhausted })
     }
 
+    /// Records point reads (`by_id`) of documents of `table` that a search
+    /// looked at, so that any later write to one of them conflicts with
+    /// this transaction and invalidates its subscription. Not counted
+    /// against [`limits::MAX_INDEX_RANGES`]: the documents were already
+    /// counted as scanned.
+    pub(crate) fn note_documents_read(
+        &mut self,
+        table: &Table,
+        ids: impl IntoIterator<Item = DocumentId>,
+    ) -> Result<()> {
+        let by_id = table
+            .index(BY_ID)
+            .ok_or_else(|| Error::internal("table without by_id"))?
+            .id;
+        for id in ids {
+            let mut key = Vec::with_capacity(21);
+            keys::encode_id(&mut key, &id);
+            let mut end = key.clone();
+            end.push(0);
+            self.read_set.add(ReadInterval {
+                index: by_id,
+                range: KeyRange {
+                    start: key.clone(),
+                    end: Some(end),
+                },
+                bucket: Some(key),
+            });
+        }
+        Ok(())
+    }
+
     /// Runs a full-text search over the search index `index` of `table`
     /// (`withSearchIndex`): at most `limit` documents (capped at
     /// [`crate::search::MAX_SEARCH_RESULTS`]), most relevant first. Reads

@@ -566,3 +566,36 @@ async fn invalid_searches_are_validation_errors() {
         assert_eq!(err.code(), ErrorCode::ValidationError, "{filter:?}: {err}");
     }
 }
+
+#[tokio::test]
+async fn an_edit_puts_only_changed_terms_in_the_write_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path()).await;
+    let long: String = (0..300).map(|i| format!("word{i} ")).collect();
+    let id = insert(&db, "m", &long).await;
+    let index = db
+        .schema()
+        .table("notes")
+        .unwrap()
+        .index("search_content")
+        .unwrap()
+        .id;
+    let before = db.latest_ts();
+    let mut tx = db.begin(true).await.unwrap();
+    let mut patch = BTreeMap::new();
+    patch.insert(
+        "content".to_owned(),
+        Some(Value::from(format!("{long} word0 added").as_str())),
+    );
+    tx.patch(id, patch).await.unwrap();
+    db.commit(tx).await.unwrap();
+    let entries = db.persistence().commits_after(before, 10).await.unwrap();
+    assert_eq!(entries.len(), 1);
+    let ws = database::readset::WriteSet::decode(&entries[0].log).unwrap();
+    let search_keys = ws.keys.iter().filter(|k| k.index == index).count();
+    assert_eq!(search_keys, 1, "only the new term \"added\"");
+    assert_eq!(index_entries(&db).await, 301);
+    // The document is still found by its old terms, with its new text.
+    assert_eq!(search(&db, "m", "word299").await.len(), 1);
+    assert_eq!(search(&db, "m", "added").await.len(), 1);
+}
