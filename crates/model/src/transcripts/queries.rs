@@ -132,7 +132,7 @@ struct ListArgs {
 ///   "value": {
 ///     "chunks": [
 ///       {
-///         "_id": "jh77g3bdqvp2k2h9tybd3e5dzn7zk8h6",
+///         "_id": "b8bs6b2113q72ey4kng15bw56s974hzbwn70",
 ///         "sequence": 1,
 ///         "speakerId": "f8smf5b6ntftmc6f61pj1h7et9yzpk7ptvn0",
 ///         "text": "Let's start with the hiring plan",
@@ -320,7 +320,7 @@ struct SearchArgs {
 ///   "value": {
 ///     "chunks": [
 ///       {
-///         "_id": "jh77g3bdqvp2k2h9tybd3e5dzn7zk8h6",
+///         "_id": "b8bs6b2113q72ey4kng15bw56s974hzbwn70",
 ///         "sequence": 1,
 ///         "speakerId": "f8smf5b6ntftmc6f61pj1h7et9yzpk7ptvn0",
 ///         "text": "Let's start with the hiring plan",

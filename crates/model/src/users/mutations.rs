@@ -896,7 +896,12 @@ struct DeleteArgs {
 ///       "meetings": {"deleted": 0, "anonymised": 0},
 ///       "meetingParticipants": {"deleted": 0, "anonymised": 0},
 ///       "meetingEvents": {"deleted": 0, "anonymised": 0},
-///       "messages": {"deleted": 0, "anonymised": 0}
+///       "messages": {"deleted": 0, "anonymised": 0},
+///       "noteOps": {"deleted": 0, "anonymised": 0},
+///       "offlineCheckpoints": {"deleted": 0, "anonymised": 0},
+///       "offlineOperationQueue": {"deleted": 0, "anonymised": 0},
+///       "transcripts": {"deleted": 0, "anonymised": 0},
+///       "transcriptSegments": {"deleted": 0, "anonymised": 0}
 ///     }
 ///   }
 /// }

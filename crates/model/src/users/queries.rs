@@ -398,7 +398,12 @@ async fn list_active_users_in_org(ctx: QueryCtx, args: ListArgs) -> Result<Value
 ///       "meetings": [],
 ///       "meetingParticipants": [],
 ///       "meetingEvents": [],
-///       "messages": []
+///       "messages": [],
+///       "noteOps": [],
+///       "offlineCheckpoints": [],
+///       "offlineOperationQueue": [],
+///       "transcripts": [],
+///       "transcriptSegments": []
 ///     }
 ///   }
 /// }
