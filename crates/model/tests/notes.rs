@@ -127,7 +127,12 @@ impl Room {
         let (mut content, from) = snapshots
             .iter()
             .filter(|s| s["meetingId"] == self.meeting.as_str())
-            .max_by(|a, b| a["sequence"].as_f64().partial_cmp(&b["sequence"].as_f64()).unwrap())
+            .max_by(|a, b| {
+                a["sequence"]
+                    .as_f64()
+                    .partial_cmp(&b["sequence"].as_f64())
+                    .unwrap()
+            })
             .map_or((String::new(), 0), |s| {
                 (
                     s["content"].as_str().unwrap().to_owned(),
@@ -251,14 +256,14 @@ impl<'a> Client<'a> {
             let seq = entry["sequence"].as_f64().unwrap() as u64;
             assert_eq!(seq, self.processed + 1);
             self.processed = seq;
-            if let Some((first, last)) = self.own {
-                if seq >= first && seq <= last {
-                    if seq == last {
-                        self.own = None;
-                        self.outstanding.clear();
-                    }
-                    continue;
+            if let Some((first, last)) = self.own
+                && (first..=last).contains(&seq)
+            {
+                if seq == last {
+                    self.own = None;
+                    self.outstanding.clear();
                 }
+                continue;
             }
             let op = op_from(&entry["operation"]);
             if !self.outstanding.is_empty() || !self.buffer.is_empty() {
@@ -314,13 +319,19 @@ async fn three_clients_converge_through_the_real_functions() {
         room.assert_replay_exact().await;
         concurrent += clients.iter().map(|c| c.concurrent).sum::<usize>();
     }
-    assert!(concurrent > 20, "the runs exercised concurrency: {concurrent}");
+    assert!(
+        concurrent > 20,
+        "the runs exercised concurrency: {concurrent}"
+    );
 }
 
 #[tokio::test]
 async fn an_operation_is_transformed_against_everything_committed_after_its_base() {
     let r = room().await;
-    let first = r.apply(&r.alice, Operation::insert(0, "Hello"), 0).await.unwrap();
+    let first = r
+        .apply(&r.alice, Operation::insert(0, "Hello"), 0)
+        .await
+        .unwrap();
     assert_eq!(first["serverSequence"], 1.0);
     assert_eq!(first["newVersion"], 1.0);
     assert_eq!(first["conflicts"], json!([]));
@@ -328,15 +339,22 @@ async fn an_operation_is_transformed_against_everything_committed_after_its_base
     // after it (the server received it second), and her op is a conflict.
     let second = r.apply(&r.bob, Operation::insert(0, "X"), 0).await.unwrap();
     assert_eq!(second["serverSequence"], 2.0);
-    assert_eq!(second["transformedOperation"], json!({"type": "insert", "position": 5, "content": "X"}));
+    assert_eq!(
+        second["transformedOperation"],
+        json!({"type": "insert", "position": 5, "content": "X"})
+    );
     assert_eq!(second["conflicts"].as_array().unwrap().len(), 1);
     assert_eq!(r.content().await, "HelloX");
 
     // A delete whose range received a concurrent insert is split in two,
     // each stored with its own sequence; the insert survives.
     let r = room().await;
-    r.apply(&r.alice, Operation::insert(0, "abcdef"), 0).await.unwrap();
-    r.apply(&r.alice, Operation::insert(3, "XY"), 1).await.unwrap();
+    r.apply(&r.alice, Operation::insert(0, "abcdef"), 0)
+        .await
+        .unwrap();
+    r.apply(&r.alice, Operation::insert(3, "XY"), 1)
+        .await
+        .unwrap();
     let split = r.apply(&r.bob, Operation::delete(1, 4), 1).await.unwrap();
     assert_eq!(split["serverSequence"], 3.0);
     assert_eq!(
@@ -372,7 +390,10 @@ async fn counters_bases_and_expected_versions() {
     );
     assert!(e.message().contains("ahead"), "{e}");
     for i in 0..3u64 {
-        let out = r.apply(&r.alice, Operation::insert(0, "a"), i).await.unwrap();
+        let out = r
+            .apply(&r.alice, Operation::insert(0, "a"), i)
+            .await
+            .unwrap();
         assert_eq!(out["serverSequence"], (i + 1) as f64);
         assert_eq!(out["newVersion"], (i + 1) as f64);
     }
@@ -412,14 +433,21 @@ async fn counters_bases_and_expected_versions() {
     // getNoteOperations validates its arguments.
     expect_code(
         r.env
-            .query(&r.olga, OPS, json!({"meetingId": r.meeting, "fromSequence": 4}))
+            .query(
+                &r.olga,
+                OPS,
+                json!({"meetingId": r.meeting, "fromSequence": 4}),
+            )
             .await,
         ErrorCode::ValidationError,
     );
     // The audit trail records each apply.
     let audits = r.env.docs("auditLogs").await;
     assert_eq!(
-        audits.iter().filter(|a| a["action"] == "apply_operation").count(),
+        audits
+            .iter()
+            .filter(|a| a["action"] == "apply_operation")
+            .count(),
         3
     );
 }
@@ -427,10 +455,14 @@ async fn counters_bases_and_expected_versions() {
 #[tokio::test]
 async fn a_batch_is_sequential_edits_from_one_base_and_all_or_nothing() {
     let r = room().await;
-    r.apply(&r.alice, Operation::insert(0, "Title\n"), 0).await.unwrap();
+    r.apply(&r.alice, Operation::insert(0, "Title\n"), 0)
+        .await
+        .unwrap();
     // Concurrently with Alice's next edit, Bob types "Hello" then " world"
     // on top of sequence 1.
-    r.apply(&r.alice, Operation::insert(0, ">> "), 1).await.unwrap();
+    r.apply(&r.alice, Operation::insert(0, ">> "), 1)
+        .await
+        .unwrap();
     let out = r
         .env
         .mutation(
@@ -494,7 +526,9 @@ async fn a_batch_is_sequential_edits_from_one_base_and_all_or_nothing() {
 #[tokio::test]
 async fn observers_read_but_do_not_edit_and_concluded_meetings_are_read_only() {
     let r = room().await;
-    r.apply(&r.alice, Operation::insert(0, "Agenda"), 0).await.unwrap();
+    r.apply(&r.alice, Operation::insert(0, "Agenda"), 0)
+        .await
+        .unwrap();
     let e = expect_code(
         r.apply(&r.olga, Operation::insert(0, "x"), 1).await,
         ErrorCode::InsufficientPermissions,
@@ -506,19 +540,29 @@ async fn observers_read_but_do_not_edit_and_concluded_meetings_are_read_only() {
         ErrorCode::Forbidden,
     );
     expect_code(
-        r.env.query(&stranger, NOTES, json!({"meetingId": r.meeting})).await,
+        r.env
+            .query(&stranger, NOTES, json!({"meetingId": r.meeting}))
+            .await,
         ErrorCode::Forbidden,
     );
     assert_eq!(r.content().await, "Agenda");
     expect_code(
         r.env
-            .mutation(&r.alice, ROLLBACK, json!({"meetingId": r.meeting, "targetSequence": 0}))
+            .mutation(
+                &r.alice,
+                ROLLBACK,
+                json!({"meetingId": r.meeting, "targetSequence": 0}),
+            )
             .await,
         ErrorCode::InsufficientPermissions,
     );
     r.env.start(&r.host, &r.meeting).await;
     r.env
-        .mutation(&r.host, "meetings/lifecycle:endMeeting", json!({"meetingId": r.meeting}))
+        .mutation(
+            &r.host,
+            "meetings/lifecycle:endMeeting",
+            json!({"meetingId": r.meeting}),
+        )
         .await
         .unwrap();
     let e = expect_code(
@@ -545,7 +589,9 @@ async fn observers_read_but_do_not_edit_and_concluded_meetings_are_read_only() {
 #[tokio::test]
 async fn offline_sync_applies_only_the_callers_own_queue_sequentially() {
     let r = room().await;
-    r.apply(&r.host, Operation::insert(0, "Notes"), 0).await.unwrap();
+    r.apply(&r.host, Operation::insert(0, "Notes"), 0)
+        .await
+        .unwrap();
     // Alice goes offline at sequence 1 and types two sequential edits.
     let queued = r
         .env
@@ -563,7 +609,9 @@ async fn offline_sync_applies_only_the_callers_own_queue_sequentially() {
     let queue_id = queued["queueId"].as_str().unwrap().to_owned();
     assert!(queue_id.starts_with("queue_"));
     // Meanwhile the host edits.
-    r.apply(&r.host, Operation::insert(0, "# "), 1).await.unwrap();
+    r.apply(&r.host, Operation::insert(0, "# "), 1)
+        .await
+        .unwrap();
     // Bob cannot sync Alice's queue, even with its id.
     let out = r
         .env
@@ -578,7 +626,11 @@ async fn offline_sync_applies_only_the_callers_own_queue_sequentially() {
     assert_eq!(r.content().await, "# Notes");
     let status = r
         .env
-        .mutation(&r.alice, STATUS, json!({"meetingId": r.meeting, "clientId": "alice-laptop"}))
+        .mutation(
+            &r.alice,
+            STATUS,
+            json!({"meetingId": r.meeting, "clientId": "alice-laptop"}),
+        )
         .await
         .unwrap();
     assert_eq!(status["pending"], 2.0);
@@ -586,13 +638,21 @@ async fn offline_sync_applies_only_the_callers_own_queue_sequentially() {
     // Observers cannot sync at all.
     expect_code(
         r.env
-            .mutation(&r.olga, SYNC, json!({"meetingId": r.meeting, "clientId": "alice-laptop"}))
+            .mutation(
+                &r.olga,
+                SYNC,
+                json!({"meetingId": r.meeting, "clientId": "alice-laptop"}),
+            )
             .await,
         ErrorCode::InsufficientPermissions,
     );
     let out = r
         .env
-        .mutation(&r.alice, SYNC, json!({"meetingId": r.meeting, "clientId": "alice-laptop"}))
+        .mutation(
+            &r.alice,
+            SYNC,
+            json!({"meetingId": r.meeting, "clientId": "alice-laptop"}),
+        )
         .await
         .unwrap();
     assert_eq!(out["synced"], 2.0);
@@ -618,21 +678,39 @@ async fn offline_sync_applies_only_the_callers_own_queue_sequentially() {
         .unwrap();
     let out = r
         .env
-        .mutation(&r.alice, SYNC, json!({"meetingId": r.meeting, "clientId": "alice-laptop"}))
+        .mutation(
+            &r.alice,
+            SYNC,
+            json!({"meetingId": r.meeting, "clientId": "alice-laptop"}),
+        )
         .await
         .unwrap();
-    assert_eq!((out["synced"].as_f64(), out["failed"].as_f64()), (Some(1.0), Some(1.0)));
-    assert!(out["errors"][0].as_str().unwrap().starts_with("bad:"), "{out}");
+    assert_eq!(
+        (out["synced"].as_f64(), out["failed"].as_f64()),
+        (Some(1.0), Some(1.0))
+    );
+    assert!(
+        out["errors"][0].as_str().unwrap().starts_with("bad:"),
+        "{out}"
+    );
     assert_eq!(r.content().await, "!# Notes: ab");
     let retry = r
         .env
-        .mutation(&r.alice, RETRY, json!({"meetingId": r.meeting, "clientId": "alice-laptop", "maxRetries": 2}))
+        .mutation(
+            &r.alice,
+            RETRY,
+            json!({"meetingId": r.meeting, "clientId": "alice-laptop", "maxRetries": 2}),
+        )
         .await
         .unwrap();
     assert_eq!(retry, json!({"retriedCount": 1, "successCount": 0}));
     let retry = r
         .env
-        .mutation(&r.alice, RETRY, json!({"meetingId": r.meeting, "clientId": "alice-laptop", "maxRetries": 2}))
+        .mutation(
+            &r.alice,
+            RETRY,
+            json!({"meetingId": r.meeting, "clientId": "alice-laptop", "maxRetries": 2}),
+        )
         .await
         .unwrap();
     assert_eq!(retry["retriedCount"], 0.0, "attempts exhausted");
@@ -641,8 +719,12 @@ async fn offline_sync_applies_only_the_callers_own_queue_sequentially() {
 #[tokio::test]
 async fn checkpoints_verify_the_content_hash_and_restore_the_content() {
     let r = room().await;
-    r.apply(&r.alice, Operation::insert(0, "Goals"), 0).await.unwrap();
-    r.apply(&r.alice, Operation::insert(5, " 😀"), 1).await.unwrap();
+    r.apply(&r.alice, Operation::insert(0, "Goals"), 0)
+        .await
+        .unwrap();
+    r.apply(&r.alice, Operation::insert(5, " 😀"), 1)
+        .await
+        .unwrap();
     let good = model::notes::content_hash("Goals");
     let out = r
         .env
@@ -665,10 +747,17 @@ async fn checkpoints_verify_the_content_hash_and_restore_the_content() {
         .await
         .unwrap();
     assert_eq!(bad["verified"], false);
-    assert_eq!(bad["serverContentHash"], model::notes::content_hash("Goals 😀"));
+    assert_eq!(
+        bad["serverContentHash"],
+        model::notes::content_hash("Goals 😀")
+    );
     let restored = r
         .env
-        .mutation(&r.alice, RESTORE, json!({"meetingId": r.meeting, "clientId": "c", "checkpointId": id}))
+        .mutation(
+            &r.alice,
+            RESTORE,
+            json!({"meetingId": r.meeting, "clientId": "c", "checkpointId": id}),
+        )
         .await
         .unwrap();
     assert_eq!(restored["success"], true);
@@ -677,7 +766,11 @@ async fn checkpoints_verify_the_content_hash_and_restore_the_content() {
     // Someone else's checkpoint id finds nothing.
     let other = r
         .env
-        .mutation(&r.bob, RESTORE, json!({"meetingId": r.meeting, "clientId": "c", "checkpointId": id}))
+        .mutation(
+            &r.bob,
+            RESTORE,
+            json!({"meetingId": r.meeting, "clientId": "c", "checkpointId": id}),
+        )
         .await
         .unwrap();
     assert_eq!(other, json!({"success": false}));
@@ -706,7 +799,9 @@ async fn compaction_keeps_replay_exact_and_tells_stale_clients_to_resync() {
     assert_eq!(out["deleted"], 0.0);
     r.env.clock.advance_ms(91 * 86_400_000);
     for _ in 0..10 {
-        r.apply(&r.bob, Operation::insert(0, "n"), base).await.unwrap();
+        r.apply(&r.bob, Operation::insert(0, "n"), base)
+            .await
+            .unwrap();
         base += 1;
     }
     let out = r
@@ -735,20 +830,31 @@ async fn compaction_keeps_replay_exact_and_tells_stale_clients_to_resync() {
     // A rebase from the snapshot matches the stored content.
     let rebase = r
         .env
-        .internal_mutation("notes/mutations:rebaseNotesDocument", json!({"meetingId": r.meeting}))
+        .internal_mutation(
+            "notes/mutations:rebaseNotesDocument",
+            json!({"meetingId": r.meeting}),
+        )
         .await
         .unwrap();
     assert_eq!(rebase["matched"], true);
     // Rollback to before the snapshot is refused; after it works.
     expect_code(
         r.env
-            .mutation(&r.host, ROLLBACK, json!({"meetingId": r.meeting, "targetSequence": 30}))
+            .mutation(
+                &r.host,
+                ROLLBACK,
+                json!({"meetingId": r.meeting, "targetSequence": 30}),
+            )
             .await,
         ErrorCode::Conflict,
     );
     let out = r
         .env
-        .mutation(&r.host, ROLLBACK, json!({"meetingId": r.meeting, "targetSequence": 150}))
+        .mutation(
+            &r.host,
+            ROLLBACK,
+            json!({"meetingId": r.meeting, "targetSequence": 150}),
+        )
         .await
         .unwrap();
     assert_eq!(out["operationsRemoved"], 10.0);
@@ -758,7 +864,10 @@ async fn compaction_keeps_replay_exact_and_tells_stale_clients_to_resync() {
     // newest 100 stay) and writes a new snapshot first.
     let out = r
         .env
-        .internal_mutation("notes/mutations:cleanupOldNoteOperations", json!({"meetingId": r.meeting}))
+        .internal_mutation(
+            "notes/mutations:cleanupOldNoteOperations",
+            json!({"meetingId": r.meeting}),
+        )
         .await
         .unwrap();
     let head = r.notes().await["headSequence"].as_f64().unwrap();
@@ -780,13 +889,21 @@ async fn compaction_keeps_replay_exact_and_tells_stale_clients_to_resync() {
 #[tokio::test]
 async fn rollback_appends_the_difference_and_stays_replayable() {
     let r = room().await;
-    r.apply(&r.alice, Operation::insert(0, "Plan: ship"), 0).await.unwrap();
-    r.apply(&r.alice, Operation::insert(10, " beta 🚀"), 1).await.unwrap();
+    r.apply(&r.alice, Operation::insert(0, "Plan: ship"), 0)
+        .await
+        .unwrap();
+    r.apply(&r.alice, Operation::insert(10, " beta 🚀"), 1)
+        .await
+        .unwrap();
     r.apply(&r.bob, Operation::delete(0, 6), 2).await.unwrap();
     assert_eq!(r.content().await, "ship beta 🚀");
     let out = r
         .env
-        .mutation(&r.host, ROLLBACK, json!({"meetingId": r.meeting, "targetSequence": 1, "reason": "oops"}))
+        .mutation(
+            &r.host,
+            ROLLBACK,
+            json!({"meetingId": r.meeting, "targetSequence": 1, "reason": "oops"}),
+        )
         .await
         .unwrap();
     assert_eq!(out["operationsRemoved"], 2.0);
@@ -806,7 +923,11 @@ async fn rollback_appends_the_difference_and_stays_replayable() {
     assert!(audits.iter().any(|a| a["action"] == "rollback_operations"));
     expect_code(
         r.env
-            .mutation(&r.host, ROLLBACK, json!({"meetingId": r.meeting, "targetSequence": 99}))
+            .mutation(
+                &r.host,
+                ROLLBACK,
+                json!({"meetingId": r.meeting, "targetSequence": 99}),
+            )
             .await,
         ErrorCode::ValidationError,
     );
@@ -815,7 +936,9 @@ async fn rollback_appends_the_difference_and_stays_replayable() {
 #[tokio::test]
 async fn offsets_are_utf16_and_never_split_a_surrogate_pair() {
     let r = room().await;
-    r.apply(&r.alice, Operation::insert(0, "a😀b"), 0).await.unwrap();
+    r.apply(&r.alice, Operation::insert(0, "a😀b"), 0)
+        .await
+        .unwrap();
     // Inside the emoji (offset 2 is between its halves).
     let e = expect_code(
         r.apply(&r.alice, Operation::insert(2, "x"), 1).await,
@@ -827,12 +950,17 @@ async fn offsets_are_utf16_and_never_split_a_surrogate_pair() {
         ErrorCode::ValidationError,
     );
     // The whole emoji is two code units.
-    r.apply(&r.alice, Operation::insert(3, "!"), 1).await.unwrap();
+    r.apply(&r.alice, Operation::insert(3, "!"), 1)
+        .await
+        .unwrap();
     assert_eq!(r.content().await, "a😀!b");
     r.apply(&r.bob, Operation::delete(1, 2), 2).await.unwrap();
     assert_eq!(r.content().await, "a!b");
     // A concurrent insert after the emoji, from a base that still had it.
-    let out = r.apply(&r.alice, Operation::insert(4, "🎉"), 2).await.unwrap();
+    let out = r
+        .apply(&r.alice, Operation::insert(4, "🎉"), 2)
+        .await
+        .unwrap();
     assert_eq!(out["transformedOperation"]["position"], 2.0);
     assert_eq!(r.content().await, "a!🎉b");
 }
@@ -840,7 +968,9 @@ async fn offsets_are_utf16_and_never_split_a_surrogate_pair() {
 #[tokio::test]
 async fn account_deletion_keeps_the_log_replayable() {
     let r = room().await;
-    r.apply(&r.bob, Operation::insert(0, "Bob wrote this"), 0).await.unwrap();
+    r.apply(&r.bob, Operation::insert(0, "Bob wrote this"), 0)
+        .await
+        .unwrap();
     r.env
         .mutation(
             &r.bob,
@@ -859,7 +989,11 @@ async fn account_deletion_keeps_the_log_replayable() {
     let text = export.to_string();
     assert!(text.contains("Bob wrote this"), "{text}");
     r.env
-        .mutation(&r.bob, "users/mutations:deleteMyAccount", json!({"confirm": true}))
+        .mutation(
+            &r.bob,
+            "users/mutations:deleteMyAccount",
+            json!({"confirm": true}),
+        )
         .await
         .unwrap();
     let ops = r.env.docs("noteOps").await;
@@ -873,9 +1007,13 @@ async fn account_deletion_keeps_the_log_replayable() {
 async fn search_finds_only_the_notes_of_the_callers_meetings() {
     const SEARCH: &str = "notes/queries:searchMeetingNotes";
     let r = room().await;
-    r.apply(&r.alice, Operation::insert(0, "Roadmap: hiring plan for Q1 😀"), 0)
-        .await
-        .unwrap();
+    r.apply(
+        &r.alice,
+        Operation::insert(0, "Roadmap: hiring plan for Q1 😀"),
+        0,
+    )
+    .await
+    .unwrap();
     // A meeting Alice is not in, with matching notes.
     let secret = r.env.meeting(&r.host, &[(&r.bob, "participant")]).await;
     r.env
@@ -886,7 +1024,11 @@ async fn search_finds_only_the_notes_of_the_callers_meetings() {
         )
         .await
         .unwrap();
-    let hits = r.env.query(&r.alice, SEARCH, json!({"query": "ROADMAP hiring"})).await.unwrap();
+    let hits = r
+        .env
+        .query(&r.alice, SEARCH, json!({"query": "ROADMAP hiring"}))
+        .await
+        .unwrap();
     let hits = hits.as_array().unwrap();
     assert_eq!(hits.len(), 1, "{hits:?}");
     assert_eq!(hits[0]["meetingId"], r.meeting.as_str());
@@ -894,21 +1036,42 @@ async fn search_finds_only_the_notes_of_the_callers_meetings() {
     assert_eq!(hits[0]["matchedTerms"], 2);
     assert!(hits[0]["snippet"].as_str().unwrap().contains("hiring"));
     // Observers search their meetings too; Bob sees both, best match first.
-    let olga = r.env.query(&r.olga, SEARCH, json!({"query": "roadmap"})).await.unwrap();
+    let olga = r
+        .env
+        .query(&r.olga, SEARCH, json!({"query": "roadmap"}))
+        .await
+        .unwrap();
     assert_eq!(olga.as_array().unwrap().len(), 1);
-    let bob = r.env.query(&r.bob, SEARCH, json!({"query": "roadmap secret"})).await.unwrap();
+    let bob = r
+        .env
+        .query(&r.bob, SEARCH, json!({"query": "roadmap secret"}))
+        .await
+        .unwrap();
     let bob = bob.as_array().unwrap();
     assert_eq!(bob.len(), 2);
     assert_eq!(bob[0]["meetingId"], secret.as_str());
     let stranger = r.env.user("sam", Some(ORG_A), "member").await;
-    let none = r.env.query(&stranger, SEARCH, json!({"query": "roadmap"})).await.unwrap();
+    let none = r
+        .env
+        .query(&stranger, SEARCH, json!({"query": "roadmap"}))
+        .await
+        .unwrap();
     assert_eq!(none, json!([]));
     expect_code(
-        r.env.query(&r.alice, SEARCH, json!({"query": " !? "})).await,
+        r.env
+            .query(&r.alice, SEARCH, json!({"query": " !? "}))
+            .await,
         ErrorCode::ValidationError,
     );
     expect_code(
-        r.env.call(None, runtime::FunctionKind::Query, SEARCH, json!({"query": "roadmap"})).await,
+        r.env
+            .call(
+                None,
+                runtime::FunctionKind::Query,
+                SEARCH,
+                json!({"query": "roadmap"}),
+            )
+            .await,
         ErrorCode::Unauthorized,
     );
 }

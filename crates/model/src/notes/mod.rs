@@ -100,7 +100,10 @@ fn notes_fields() -> Vec<(&'static str, Validator)> {
 
 /// A `meetingNotes` document as functions return it.
 pub fn notes_doc_validator() -> Validator {
-    let mut fields = vec![("_id", v::id("meetingNotes")), ("_creationTime", v::number())];
+    let mut fields = vec![
+        ("_id", v::id("meetingNotes")),
+        ("_creationTime", v::number()),
+    ];
     fields.extend(notes_fields());
     v::object(fields)
 }
@@ -113,9 +116,11 @@ pub fn tables() -> Vec<TableDef> {
         notes = notes.field(name, validator);
     }
     vec![
-        notes
-            .index("by_meeting", &["meetingId"])
-            .search_index("search_content", "content", &["meetingId"]),
+        notes.index("by_meeting", &["meetingId"]).search_index(
+            "search_content",
+            "content",
+            &["meetingId"],
+        ),
         TableDef::new("noteOps")
             .field("meetingId", v::id("meetings"))
             .field("sequence", v::number())
@@ -709,8 +714,12 @@ pub(crate) async fn content_at(
     }
     for doc in &docs {
         let c = Committed::from_doc(doc)?;
-        content = ot::apply(&content, &c.op)
-            .map_err(|e| Error::internal(format!("stored operation {} does not apply: {e}", c.sequence)))?;
+        content = ot::apply(&content, &c.op).map_err(|e| {
+            Error::internal(format!(
+                "stored operation {} does not apply: {e}",
+                c.sequence
+            ))
+        })?;
     }
     Ok(Some(content))
 }

@@ -32,14 +32,9 @@ pub const COMPACT_BATCH: u64 = 1_000;
 pub const COMPACT_MEETINGS_PER_RUN: usize = 50;
 
 fn audit_entry(access: &Access, action: &str, now: f64) -> AuditEntry {
-    AuditEntry::new(
-        "meetingNotes",
-        access.meeting.id.to_string(),
-        action,
-        now,
-    )
-    .by(&access.user)
-    .org(access.meeting.audit_org(&access.user))
+    AuditEntry::new("meetingNotes", access.meeting.id.to_string(), action, now)
+        .by(&access.user)
+        .org(access.meeting.audit_org(&access.user))
 }
 
 fn check_expected_version(expected: Option<f64>, version: f64) -> Result<()> {
@@ -124,7 +119,7 @@ struct ApplyArgs {
 ///   "args": {
 ///     "meetingId": "xqxdwss3njq9ptkdm2t4kmqxmnvz3bpmz8hg",
 ///     "operation": {"type": "delete", "position": 0, "length": 500},
-///     "clientSequence": 1
+///     "clientSequence": 2
 ///   }
 /// }
 /// ```
@@ -133,10 +128,10 @@ struct ApplyArgs {
 /// ```json
 /// {
 ///   "status": "error",
-///   "errorMessage": "Failed to apply operation: operation at 0 with length 500 is out of bounds for a document of 32 UTF-16 code units",
+///   "errorMessage": "Failed to apply operation: operation at 0 with length 500 is out of bounds for a document of 42 UTF-16 code units",
 ///   "errorData": {
 ///     "code": "VALIDATION_ERROR",
-///     "message": "Failed to apply operation: operation at 0 with length 500 is out of bounds for a document of 32 UTF-16 code units",
+///     "message": "Failed to apply operation: operation at 0 with length 500 is out of bounds for a document of 42 UTF-16 code units",
 ///     "statusCode": 400
 ///   }
 /// }
@@ -325,7 +320,8 @@ async fn batch_apply_note_operations(
             args.operations.len()
         )));
     }
-    let at = |i: usize| move |e: Error| Error::validation(format!("operations[{i}]: {}", e.message()));
+    let at =
+        |i: usize| move |e: Error| Error::validation(format!("operations[{i}]: {}", e.message()));
     let mut parsed = Vec::with_capacity(args.operations.len());
     for (i, item) in args.operations.iter().enumerate() {
         let op = item.operation.parse().map_err(at(i))?;
@@ -435,7 +431,7 @@ struct RollbackArgs {
     reason: Option<String>,
 }
 
-/// @summary Rolls a meeting's notes back to an earlier sequence
+/// @summary Restores a meeting's notes to an earlier sequence
 ///
 /// @description Restores the content the notes had at `targetSequence`.
 /// History is never deleted: the content at the target is rebuilt from the
@@ -687,7 +683,8 @@ async fn compose_consecutive_operations(
     ctx: MutationCtx,
     args: ComposeArgs,
 ) -> Result<serde_json::Value> {
-    let max = whole(args.max_operations.unwrap_or(100.0), "maxOperations")?.clamp(1, 1_000) as usize;
+    let max =
+        whole(args.max_operations.unwrap_or(100.0), "maxOperations")?.clamp(1, 1_000) as usize;
     let author = args.author_id.to_value();
     let mut docs = ctx
         .db
@@ -779,9 +776,7 @@ pub(crate) async fn compact_meeting(
         .await?
         .unwrap_or((0, String::new()));
     let old_seq = old.field("sequence").and_then(Value::as_f64).unwrap_or(0.0) as u64;
-    let cut = old_seq
-        .min(notes.head - keep)
-        .min(snap_seq + COMPACT_BATCH);
+    let cut = old_seq.min(notes.head - keep).min(snap_seq + COMPACT_BATCH);
     if cut <= snap_seq {
         return Ok(0);
     }

@@ -86,14 +86,9 @@ fn check_client_id(client_id: &str) -> Result<()> {
 }
 
 fn audit_entry(access: &Access, action: &str, now: f64) -> AuditEntry {
-    AuditEntry::new(
-        "meetingNotes",
-        access.meeting.id.to_string(),
-        action,
-        now,
-    )
-    .by(&access.user)
-    .org(access.meeting.audit_org(&access.user))
+    AuditEntry::new("meetingNotes", access.meeting.id.to_string(), action, now)
+        .by(&access.user)
+        .org(access.meeting.audit_org(&access.user))
 }
 
 /// The caller's queue rows of one client in one meeting with `status`, in
@@ -144,7 +139,7 @@ struct QueueArgs {
     client_id: String,
 }
 
-/// @summary Queues operations a client made while offline
+/// @summary Enqueues operations a client made while offline
 ///
 /// @description Stores up to 100 operations under a new `queueId`
 /// (`queue_<ms>_<id>`) with status `pending` and the caller as author;
@@ -176,7 +171,7 @@ struct QueueArgs {
 /// ```json
 /// {
 ///   "status": "success",
-///   "value": {"success": true, "queued": 1, "queueId": "queue_1768469400000_3hd5vj6rjmjkt5ewd5g6yx8ntmsk6p8tbc1g"}
+///   "value": {"success": true, "queued": 1, "queueId": "queue_1768469400000_hm0gw9dtygcks25xs4k5ffs1142eqphqfx00"}
 /// }
 /// ```
 #[macros::function(
@@ -653,7 +648,7 @@ struct RetryArgs {
     max_retries: Option<f64>,
 }
 
-/// @summary Retries the caller's failed offline operations
+/// @summary Resets the caller's failed offline operations and syncs them
 ///
 /// @description Puts the caller's failed operations of `clientId` that
 /// were attempted fewer than `maxRetries` times (default 3) back to
@@ -819,10 +814,10 @@ struct CheckpointArgs {
 /// {
 ///   "status": "success",
 ///   "value": {
-///     "checkpointId": "checkpoint_1768469400000_3hd5vj6rjmjkt5ewd5g6yx8ntmsk6p8tbc1g",
+///     "checkpointId": "checkpoint_1768469400000_hm0gw9dtygcks25xs4k5ffs115kxqk37y2tg",
 ///     "success": true,
 ///     "verified": false,
-///     "serverContentHash": "0c2c5b4a3c6f7e3e0a9f8e1b2d0d0f9e5f6b3b1e1c6c2a4f8e8d1e2f3a4b5c6d"
+///     "serverContentHash": "d487ddaf86d28e89c8d2867b540fdbe17b8f7e59d9580693b69fc12a75f483f4"
 ///   }
 /// }
 /// ```
@@ -939,12 +934,12 @@ struct RestoreArgs {
 ///     "checkpoint": {
 ///       "sequence": 1,
 ///       "version": 1,
-///       "contentHash": "0c2c5b4a3c6f7e3e0a9f8e1b2d0d0f9e5f6b3b1e1c6c2a4f8e8d1e2f3a4b5c6d",
+///       "contentHash": "d487ddaf86d28e89c8d2867b540fdbe17b8f7e59d9580693b69fc12a75f483f4",
 ///       "timestamp": 1768469400000,
 ///       "verified": true
 ///     },
 ///     "content": "Goals: ship the beta by March 1",
-///     "contentHash": "0c2c5b4a3c6f7e3e0a9f8e1b2d0d0f9e5f6b3b1e1c6c2a4f8e8d1e2f3a4b5c6d"
+///     "contentHash": "d487ddaf86d28e89c8d2867b540fdbe17b8f7e59d9580693b69fc12a75f483f4"
 ///   }
 /// }
 /// ```

@@ -46,7 +46,7 @@ struct MeetingArgs {
 /// {
 ///   "status": "success",
 ///   "value": {
-///     "_id": "8n9vg30cc7cyy0hxkxf8pxt9nh0ap3a1sy78",
+///     "_id": "fz6gvzfdz3jc5wqn7tdjegrbwrr5x1szqndg",
 ///     "_creationTime": 1768469400000.004,
 ///     "meetingId": "xqxdwss3njq9ptkdm2t4kmqxmnvz3bpmz8hg",
 ///     "content": "Goals: ship the beta by March 1",
@@ -186,13 +186,11 @@ async fn get_note_operations(ctx: QueryCtx, args: OpsArgs) -> Result<serde_json:
         .take(usize::try_from(limit).unwrap_or(usize::MAX))
         .await?;
     let mut operations = Vec::with_capacity(docs.len());
-    let mut expected = from + 1;
-    for doc in &docs {
+    for (expected, doc) in (from + 1..).zip(docs.iter()) {
         let c = Committed::from_doc(doc)?;
         if c.sequence != expected || (expected == from + 1 && c.composed_into.is_some()) {
             return Ok(resync(&notes));
         }
-        expected += 1;
         let mut entry = json!({
             "sequence": c.sequence as f64,
             "operation": op_json(&c.op),
@@ -364,7 +362,8 @@ async fn search_meeting_notes(ctx: QueryCtx, args: SearchArgs) -> Result<serde_j
             .db
             .query("meetingNotes")
             .with_search_index("search_content", |q| {
-                q.search("content", &args.query).eq("meetingId", meeting.clone())
+                q.search("content", &args.query)
+                    .eq("meetingId", meeting.clone())
             })
             .take(1)
             .await?;

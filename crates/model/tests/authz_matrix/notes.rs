@@ -74,7 +74,13 @@ fn checkpoint(f: &Fixture) -> Json {
 /// One or more rows per public `notes/*` function.
 pub(super) fn rows() -> Vec<Row> {
     vec![
-        row("notes/mutations:applyNoteOperation", Mutation, State::Active, apply, WRITE),
+        row(
+            "notes/mutations:applyNoteOperation",
+            Mutation,
+            State::Active,
+            apply,
+            WRITE,
+        ),
         variant(
             "concluded meeting",
             row(
@@ -85,7 +91,13 @@ pub(super) fn rows() -> Vec<Row> {
                 WRITE_CONCLUDED,
             ),
         ),
-        row("notes/mutations:batchApplyNoteOperations", Mutation, State::Active, batch, WRITE),
+        row(
+            "notes/mutations:batchApplyNoteOperations",
+            Mutation,
+            State::Active,
+            batch,
+            WRITE,
+        ),
         variant(
             "concluded meeting",
             row(
@@ -96,7 +108,13 @@ pub(super) fn rows() -> Vec<Row> {
                 WRITE_CONCLUDED,
             ),
         ),
-        row("notes/mutations:rollbackToSequence", Mutation, State::Active, rollback, HOST),
+        row(
+            "notes/mutations:rollbackToSequence",
+            Mutation,
+            State::Active,
+            rollback,
+            HOST,
+        ),
         variant(
             "concluded meeting",
             row(
@@ -138,7 +156,13 @@ pub(super) fn rows() -> Vec<Row> {
             |_| json!({ "query": "matrix" }),
             SIGNED_IN,
         ),
-        row("notes/offline:queueOfflineOperations", Mutation, State::Active, queue, WRITE),
+        row(
+            "notes/offline:queueOfflineOperations",
+            Mutation,
+            State::Active,
+            queue,
+            WRITE,
+        ),
         variant(
             "concluded meeting",
             row(
@@ -149,12 +173,48 @@ pub(super) fn rows() -> Vec<Row> {
                 WRITE_CONCLUDED,
             ),
         ),
-        row("notes/offline:syncOfflineOperations", Mutation, State::Active, client, WRITE),
-        row("notes/offline:retryFailedOperations", Mutation, State::Active, client, WRITE),
-        row("notes/offline:getOfflineQueueStatus", Mutation, State::Active, client, READ),
-        row("notes/offline:getOfflineQueueStatusQuery", Query, State::Active, client, READ),
-        row("notes/offline:clearSyncedOperations", Mutation, State::Active, client, READ),
-        row("notes/offline:createOfflineCheckpoint", Mutation, State::Active, checkpoint, READ),
+        row(
+            "notes/offline:syncOfflineOperations",
+            Mutation,
+            State::Active,
+            client,
+            WRITE,
+        ),
+        row(
+            "notes/offline:retryFailedOperations",
+            Mutation,
+            State::Active,
+            client,
+            WRITE,
+        ),
+        row(
+            "notes/offline:getOfflineQueueStatus",
+            Mutation,
+            State::Active,
+            client,
+            READ,
+        ),
+        row(
+            "notes/offline:getOfflineQueueStatusQuery",
+            Query,
+            State::Active,
+            client,
+            READ,
+        ),
+        row(
+            "notes/offline:clearSyncedOperations",
+            Mutation,
+            State::Active,
+            client,
+            READ,
+        ),
+        row(
+            "notes/offline:createOfflineCheckpoint",
+            Mutation,
+            State::Active,
+            checkpoint,
+            READ,
+        ),
         row(
             "notes/offline:restoreFromCheckpoint",
             Mutation,
