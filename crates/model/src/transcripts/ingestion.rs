@@ -588,7 +588,7 @@ async fn all_chunks(db: &runtime::DbReader, meeting: Id<Meetings>) -> Result<Vec
         .await
 }
 
-/// @summary Summarises a meeting's transcript (compatibility mutation)
+/// @summary Computes statistics of a meeting's transcript (compatibility mutation)
 ///
 /// @description Kept as a mutation at its original path. Returns
 /// `{totalChunks, totalWords, averageConfidence, duration, speakers,
