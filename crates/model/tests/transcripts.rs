@@ -580,6 +580,27 @@ async fn aggregation_carries_runs_across_pages_and_reruns_identically() {
             .collect::<Vec<_>>(),
         segs.iter().map(|s| s["text"].clone()).collect::<Vec<_>>()
     );
+
+    // Concurrent runs (the end-of-meeting job and a provider webhook, say)
+    // replace the segments atomically: never duplicated.
+    let runs: Vec<_> = (0..4).map(|_| tokio::spawn(run(2.0))).collect();
+    for r in runs {
+        r.await.unwrap();
+    }
+    let after = r
+        .env
+        .query(&r.olga, SEGMENTS, json!({ "meetingId": r.meeting }))
+        .await
+        .unwrap();
+    assert_eq!(after.as_array().unwrap().len(), 3);
+    let audits = r
+        .env
+        .docs("auditLogs")
+        .await
+        .into_iter()
+        .filter(|a| a["action"] == "aggregate_segments")
+        .count();
+    assert_eq!(audits, 6, "one audit entry per run");
 }
 
 #[tokio::test]

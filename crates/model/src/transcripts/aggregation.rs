@@ -25,8 +25,13 @@ use crate::system::audit::{self, AuditEntry};
 pub const SEGMENT_GAP_MS: f64 = 5_000.0;
 /// Chunks read per page.
 pub const DEFAULT_PAGE_SIZE: usize = 500;
-/// Segments written per mutation.
+/// Segments written per mutation on the batched path.
 pub const WRITE_BATCH: usize = 100;
+/// Up to this many segments, the old ones are replaced by the new ones in
+/// one transaction (so concurrent runs cannot interleave and duplicate
+/// segments; the last commit wins with the same result). Longer meetings
+/// fall back to clear-then-write batches.
+pub const ATOMIC_REPLACE_MAX: usize = 4_000;
 /// Keywords reported as a segment's topics when they occur in its text.
 pub const TOPIC_KEYWORDS: [&str; 7] = [
     "action",
@@ -190,10 +195,77 @@ async fn write_segments(ctx: MutationCtx, args: WriteArgs) -> Result<f64> {
             "At most {RETENTION_BATCH} segments per batch"
         )));
     }
+    insert_segments(&ctx, args.meeting_id, &args.segments, ctx.now_ms()).await?;
+    Ok(args.segments.len() as f64)
+}
+
+/// @summary Replaces a meeting's transcript segments in one transaction
+///
+/// @description Internal: deletes every segment of the meeting and inserts
+/// `segments` (at most 4,000) atomically, then records an audit entry
+/// (`aggregate_segments`). Two aggregation runs for one meeting serialize
+/// on it, so they cannot leave duplicated segments. Returns how many it
+/// inserted.
+#[macros::function(
+    internal_mutation,
+    path = "transcripts/aggregation:replaceTranscriptSegments",
+    args = v::object([
+        ("meetingId", v::id("meetings")),
+        ("segments", v::array(v::object([
+            ("startMs", v::number()),
+            ("endMs", v::number()),
+            ("speakers", v::array(v::string())),
+            ("text", v::string()),
+            ("topics", v::array(v::string())),
+            ("sentiment", v::optional(v::number())),
+        ]))),
+    ]),
+    returns = v::number()
+)]
+async fn replace_segments(ctx: MutationCtx, args: WriteArgs) -> Result<f64> {
+    if args.segments.len() > ATOMIC_REPLACE_MAX {
+        return Err(Error::validation(format!(
+            "At most {ATOMIC_REPLACE_MAX} segments per replacement"
+        )));
+    }
+    let old = ctx
+        .db
+        .query("transcriptSegments")
+        .with_index("by_meeting", |r| {
+            r.eq("meetingId", args.meeting_id.to_value())
+        })
+        .collect()
+        .await?;
+    for d in &old {
+        ctx.db.delete(d.id()).await?;
+    }
     let now = ctx.now_ms();
-    for s in &args.segments {
+    insert_segments(&ctx, args.meeting_id, &args.segments, now).await?;
+    audit::record(
+        &ctx.db,
+        AuditEntry::new(
+            "transcription",
+            "transcriptSegments",
+            "aggregate_segments",
+            now,
+        )
+        .with("meetingId", args.meeting_id.to_string())
+        .with("replaced", old.len())
+        .with("segments", args.segments.len()),
+    )
+    .await?;
+    Ok(args.segments.len() as f64)
+}
+
+async fn insert_segments(
+    ctx: &MutationCtx,
+    meeting: Id<Meetings>,
+    segments: &[SegmentIn],
+    now: f64,
+) -> Result<()> {
+    for s in segments {
         let mut doc = json!({
-            "meetingId": args.meeting_id,
+            "meetingId": meeting,
             "startMs": s.start_ms,
             "endMs": s.end_ms,
             "speakers": s.speakers,
@@ -206,7 +278,7 @@ async fn write_segments(ctx: MutationCtx, args: WriteArgs) -> Result<f64> {
         }
         ctx.db.insert("transcriptSegments", doc).await?;
     }
-    Ok(args.segments.len() as f64)
+    Ok(())
 }
 
 #[derive(Deserialize)]
@@ -230,12 +302,14 @@ struct ChunkRow {
 /// @summary Builds a meeting's transcript segments from its chunks
 ///
 /// @description Internal action, scheduled 5 seconds after a meeting ends
-/// (`endMeeting`, `autoEndMeeting`): deletes the meeting's segments, pages
-/// through its chunks in sequence order (`pageSize`, default 500), folds
-/// final chunks into speaker runs — a new segment on a speaker change or a
-/// gap over 5 s, the open run carried across pages — with the keyword
-/// topics {action, follow-up, deadline, risk, plan, decision, owner}, and
-/// writes them in batches of 100. Re-running rebuilds the same segments.
+/// (`endMeeting`, `autoEndMeeting`): pages through the meeting's chunks in
+/// sequence order (`pageSize`, default 500), folds final chunks into
+/// speaker runs — a new segment on a speaker change or a gap over 5 s, the
+/// open run carried across pages — with the keyword topics {action,
+/// follow-up, deadline, risk, plan, decision, owner}, and replaces the
+/// meeting's segments with them in one transaction (up to 4,000 segments;
+/// longer meetings are cleared and written in batches of 100). Re-running
+/// rebuilds the same segments, and concurrent runs cannot duplicate them.
 /// Returns `{success, segmentsCreated}`.
 #[macros::function(
     internal_action,
@@ -253,17 +327,6 @@ async fn aggregate(ctx: ActionCtx, args: AggregateArgs) -> Result<serde_json::Va
         Some(p) if p.is_finite() && p >= 1.0 => (p as usize).min(1000),
         Some(_) => return Err(Error::validation("pageSize must be at least 1")),
     };
-    loop {
-        let deleted: f64 = ctx
-            .run_mutation(
-                "transcripts/aggregation:clearTranscriptSegmentsForMeeting",
-                json!({ "meetingId": meeting }),
-            )
-            .await?;
-        if deleted < RETENTION_BATCH as f64 {
-            break;
-        }
-    }
     let mut agg = Aggregator::default();
     let mut cursor = 0.0;
     loop {
@@ -288,6 +351,27 @@ async fn aggregate(ctx: ActionCtx, args: AggregateArgs) -> Result<serde_json::Va
         }
     }
     let segments = agg.finish();
+    if segments.len() <= ATOMIC_REPLACE_MAX {
+        let _: f64 = ctx
+            .run_mutation(
+                "transcripts/aggregation:replaceTranscriptSegments",
+                json!({ "meetingId": meeting, "segments": segments }),
+            )
+            .await?;
+        return Ok(json!({ "success": true, "segmentsCreated": segments.len() }));
+    }
+    // Very long meetings: clear, then write in batches (not atomic).
+    loop {
+        let deleted: f64 = ctx
+            .run_mutation(
+                "transcripts/aggregation:clearTranscriptSegmentsForMeeting",
+                json!({ "meetingId": meeting }),
+            )
+            .await?;
+        if deleted < RETENTION_BATCH as f64 {
+            break;
+        }
+    }
     for batch in segments.chunks(WRITE_BATCH) {
         let _: f64 = ctx
             .run_mutation(
@@ -364,6 +448,7 @@ async fn cleanup_segments(ctx: MutationCtx, args: CleanupArgs) -> Result<serde_j
 pub fn register(r: &mut Registry) {
     r.register(clear_segments_spec());
     r.register(write_segments_spec());
+    r.register(replace_segments_spec());
     r.register(aggregate_spec());
     r.register(cleanup_segments_spec());
     r.cron(
