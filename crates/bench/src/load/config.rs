@@ -63,6 +63,11 @@ pub struct LoadArgs {
     /// Approximate text size of each update, in bytes.
     #[arg(long, default_value_t = 120)]
     pub payload_bytes: usize,
+    /// `limit` of each subscriber's `listTranscriptChunks` window; the
+    /// cursor moves (Remove + Add) once the window is half full, so every
+    /// live result holds between 0 and this many chunks.
+    #[arg(long, default_value_t = 20)]
+    pub transcript_window: usize,
     /// Seconds to wait after the last send for acknowledgements and
     /// deliveries before counting what is missing as lost.
     #[arg(long, default_value_t = 15.0)]

@@ -184,7 +184,7 @@ async fn run_async(args: LoadArgs) -> anyhow::Result<bool> {
     let mut jobs = Vec::with_capacity(connections);
     for (mi, m) in meetings.iter().enumerate() {
         for p in &m.participants {
-            let sub = Subscriber::new(mi, m.id.clone(), counters.clone());
+            let sub = Subscriber::new(mi, m.id.clone(), counters.clone(), args.transcript_window);
             subscribers.push((mi, sub.clone()));
             let conn = p.conn.clone();
             let streams = streams.clone();
@@ -349,6 +349,7 @@ async fn run_async(args: LoadArgs) -> anyhow::Result<bool> {
             "duration": args.duration,
             "warmup": args.warmup,
             "payloadBytes": args.payload_bytes,
+            "transcriptWindow": args.transcript_window,
             "nodes": target.urls.len(),
             "spawned": args.spawn,
             "sqliteSync": if args.database_url.is_some() { "n/a (postgres)" } else { args.sqlite_sync.as_str() },

@@ -75,8 +75,6 @@ impl Kind {
 
 /// Chat messages shown per `listMessages` page (the newest first).
 const CHAT_WINDOW: usize = 30;
-/// `limit` of the transcript window.
-const TRANSCRIPT_WINDOW: usize = 100;
 
 /// The send id text of an update.
 pub fn send_tag(meeting: usize, seq: u32) -> String {
@@ -303,16 +301,23 @@ pub struct Subscriber {
     meeting_id: String,
     state: Mutex<SubState>,
     counters: Arc<Counters>,
+    transcript_window: usize,
 }
 
 impl Subscriber {
     /// A subscriber of meeting `meeting_index`.
-    pub fn new(meeting_index: usize, meeting_id: String, counters: Arc<Counters>) -> Arc<Self> {
+    pub fn new(
+        meeting_index: usize,
+        meeting_id: String,
+        counters: Arc<Counters>,
+        transcript_window: usize,
+    ) -> Arc<Self> {
         Arc::new(Subscriber {
             meeting_index,
             meeting_id,
             state: Mutex::new(SubState::default()),
             counters,
+            transcript_window: transcript_window.max(2),
         })
     }
 
@@ -336,7 +341,8 @@ impl Subscriber {
     }
 
     fn transcript_args(&self, from: Option<f64>) -> Value {
-        let mut args = json!({ "meetingId": self.meeting_id, "limit": TRANSCRIPT_WINDOW as f64 });
+        let mut args =
+            json!({ "meetingId": self.meeting_id, "limit": self.transcript_window as f64 });
         if let Some(from) = from {
             args["fromSequence"] = json!(from);
         }
@@ -473,7 +479,7 @@ impl Subscriber {
             }
         }
         // Move the window once it is half full.
-        if chunks.len() >= TRANSCRIPT_WINDOW / 2 {
+        if chunks.len() >= self.transcript_window / 2 {
             let next = value
                 .get("nextSequence")
                 .and_then(Value::as_f64)
