@@ -63,8 +63,12 @@ pub async fn upgrade(
     };
     let client_version = version.map(|Path(v)| v).unwrap_or_default();
     let max = state.config.max_ws_message_bytes;
+    // tungstenite reads through a 128 KiB buffer per socket by default,
+    // most of an idle connection's memory; sync messages are small, and a
+    // large one is still read (in more calls).
     ws.max_message_size(max)
         .max_frame_size(max)
+        .read_buffer_size(READ_BUFFER_BYTES)
         .write_buffer_size(16 * 1024)
         .max_write_buffer_size(max.saturating_mul(4))
         .on_upgrade(move |socket| async move {
@@ -74,6 +78,9 @@ pub async fn upgrade(
             drop(permit);
         })
 }
+
+/// Per-socket read buffer (tungstenite's default is 128 KiB).
+const READ_BUFFER_BYTES: usize = 8 * 1024;
 
 enum QueryBinding {
     /// A query that cannot run (bad path, unknown function, bad arguments):
