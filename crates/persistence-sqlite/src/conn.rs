@@ -18,11 +18,19 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Page cache of the writer connection, in KiB (negative `cache_size`).
 const WRITER_CACHE_KIB: i64 = 32 * 1024;
 
-/// Page cache of each read connection, in KiB.
-const READER_CACHE_KIB: i64 = 8 * 1024;
+/// Page cache of each read connection, in KiB. Small on purpose: in WAL
+/// mode a reader's whole cache is dropped at the start of any read
+/// transaction that follows another connection's commit, and dropping walks
+/// the cache's hash table (profiled at ~4.4% of server CPU with 8 MiB);
+/// pages are cheap to get back from the memory-mapped file.
+const READER_CACHE_KIB: i64 = 512;
 
 /// The WAL file is truncated back to this size after a checkpoint.
 const JOURNAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
+
+/// Memory-mapped size of the database file per connection (address space,
+/// shared by the OS page cache, not resident memory per connection).
+const MMAP_BYTES: i64 = 1 << 30;
 
 /// Prepared statements each connection keeps (the backend uses about 15).
 const STATEMENT_CACHE: usize = 64;
@@ -116,10 +124,14 @@ fn configure_common(conn: &Connection, cache_kib: i64) -> Result<()> {
         .context("set cache_size")?;
     conn.pragma_update(None, "temp_store", "MEMORY")
         .context("set temp_store")?;
-    // Memory-mapped I/O stays off (SQLite's default): with WAL most reads hit
-    // the page cache anyway, and an I/O error on a mapped page is a SIGBUS
-    // instead of an error we can report.
-    conn.pragma_update(None, "mmap_size", 0)
+    // Memory-mapped reads of the database file. In WAL mode a connection
+    // drops its whole page cache whenever another connection committed since
+    // its last read transaction, so under a steady commit rate every read
+    // starts cold; without mmap each page then costs a read() copy and a
+    // cache allocation (profiled: ~25% of server CPU in malloc, page-cache
+    // truncation and kernel copies). The price: an I/O error on a mapped page
+    // is a SIGBUS instead of a reportable error.
+    conn.pragma_update(None, "mmap_size", MMAP_BYTES)
         .context("set mmap_size")?;
     Ok(())
 }
