@@ -59,7 +59,9 @@ fn document_at(row: &Row<'_>, first: usize) -> rusqlite::Result<StoredDocument> 
 
 /// The commit log's floor (0 before the first prune).
 pub(crate) fn log_floor(conn: &Connection) -> Result<Timestamp> {
-    let mut stmt = conn.prepare_cached(LOG_FLOOR).context("prepare log_floor")?;
+    let mut stmt = conn
+        .prepare_cached(LOG_FLOOR)
+        .context("prepare log_floor")?;
     let value: i64 = stmt
         .query_row([], |row| row.get(0))
         .context("read log_floor")?;
