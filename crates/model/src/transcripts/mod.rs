@@ -134,16 +134,17 @@ pub fn tables() -> Vec<TableDef> {
             .field("wordCount", v::number())
             .field("language", v::optional(v::string()))
             .field("createdAt", v::number())
-            .index("by_meeting_bucket", &["meetingId", "bucketMs"])
+            // Only indexes something reads: every index is one more B-tree
+            // entry (usually one more dirty page) per ingested chunk. The
+            // original's by_meeting_bucket, by_meeting_time_range and
+            // by_bucket_global had no reader here.
             .index("by_meeting_sequence", &["meetingId", "sequence"])
             .index(
                 "by_meeting_bucket_seq",
                 &["meetingId", "bucketMs", "sequence"],
             )
-            .index("by_meeting_time_range", &["meetingId", "startMs"])
             .index("by_created_at", &["createdAt"])
             .index("by_meeting_and_created_at", &["meetingId", "createdAt"])
-            .index("by_bucket_global", &["bucketMs"])
             .index("by_meeting_and_speaker", &["meetingId", "speakerId"])
             .index("by_meeting_and_utterance", &["meetingId", "utteranceId"])
             .index("by_speaker", &["speakerId"])
