@@ -80,7 +80,7 @@ pub async fn upgrade(
 }
 
 /// Per-socket read buffer (tungstenite's default is 128 KiB).
-const READ_BUFFER_BYTES: usize = 8 * 1024;
+const READ_BUFFER_BYTES: usize = 4 * 1024;
 
 enum QueryBinding {
     /// A query that cannot run (bad path, unknown function, bad arguments):
