@@ -877,3 +877,22 @@ async fn search_finds_a_meetings_words_only() {
         ErrorCode::Forbidden,
     );
 }
+
+#[tokio::test]
+async fn starting_a_meeting_opens_exactly_one_transcription_session() {
+    let r = room().await;
+    let sessions = r.env.docs("transcriptionSessions").await;
+    assert_eq!(sessions.len(), 1, "{sessions:?}");
+    assert_eq!(sessions[0]["meetingId"], json!(r.meeting));
+    assert_eq!(sessions[0]["status"], "initializing");
+    assert_eq!(sessions[0]["provider"], "whisper", "the harness creates WebRTC meetings");
+    // Initializing again (a provider retry) reuses the row.
+    r.env
+        .internal_mutation(
+            "transcripts/initialization:initializeTranscription",
+            json!({ "meetingId": r.meeting }),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.env.docs("transcriptionSessions").await.len(), 1);
+}

@@ -876,8 +876,10 @@ fn room_id(meeting: &Meeting) -> Option<String> {
 /// @summary Starts a scheduled meeting
 ///
 /// @description Moves the meeting from `scheduled` to `active`: sets
-/// `meetingState.active` and `startedAt`, records a `meeting_started` event
-/// and schedules `meetings/lifecycle:autoEndMeeting` to end it after its
+/// `meetingState.active` and `startedAt`, opens the meeting's transcription
+/// session (`transcriptionSessions`, status `initializing`), records a
+/// `meeting_started` event and schedules `meetings/lifecycle:autoEndMeeting`
+/// to end it after its
 /// `duration` (30 minutes by default) if nobody ends it first. Returns the
 /// video provider and, for WebRTC meetings, the room id and ICE servers.
 /// GetStream call creation and tokens come with the video-provider work:
@@ -886,7 +888,7 @@ fn room_id(meeting: &Meeting) -> Option<String> {
 /// non-participants, `INSUFFICIENT_PERMISSIONS` for other roles,
 /// `UNAUTHORIZED` without a token). Errors: `CONFLICT` when the meeting is
 /// already active, concluded or cancelled (there is no way back),
-/// `NOT_FOUND` for an unknown meeting. Three writes plus the scheduled job.
+/// `NOT_FOUND` for an unknown meeting. Four writes plus the scheduled job.
 ///
 /// @example request
 /// ```json
@@ -970,6 +972,13 @@ async fn start_meeting(ctx: MutationCtx, args: MeetingArgs) -> Result<serde_json
                 .await?;
         }
     }
+    crate::transcripts::initialization::start_session(
+        &ctx.db,
+        meeting.id,
+        meeting.webrtc_enabled == Some(true),
+        now,
+    )
+    .await?;
     track_event(
         &ctx.db,
         meeting.id,

@@ -84,21 +84,37 @@ struct MeetingArgs {
 )]
 async fn initialize(ctx: MutationCtx, args: MeetingArgs) -> Result<serde_json::Value> {
     let meeting = load_meeting(&ctx.db, args.meeting_id).await?;
-    let provider = if meeting.webrtc_enabled == Some(true) {
-        "whisper"
-    } else {
-        "getstream"
-    };
-    let now = ctx.now_ms();
-    upsert(
+    let provider = start_session(
         &ctx.db,
         meeting.id,
+        meeting.webrtc_enabled == Some(true),
+        ctx.now_ms(),
+    )
+    .await?;
+    Ok(json!({ "success": true, "transcriptionProvider": provider }))
+}
+
+/// Creates or resets the meeting's one transcription session (status
+/// `initializing`; provider `whisper` for WebRTC meetings, else
+/// `getstream`) and returns the provider. Called by `startMeeting` in its
+/// own transaction (the original scheduled `initializeTranscription` one
+/// second later, adding a row per restart).
+pub(crate) async fn start_session(
+    db: &DbWriter,
+    meeting: Id<Meetings>,
+    webrtc: bool,
+    now: f64,
+) -> Result<&'static str> {
+    let provider = if webrtc { "whisper" } else { "getstream" };
+    upsert(
+        db,
+        meeting,
         json!({ "status": "initializing", "provider": provider, "startedAt": now }),
         provider,
         now,
     )
     .await?;
-    Ok(json!({ "success": true, "transcriptionProvider": provider }))
+    Ok(provider)
 }
 
 #[derive(Deserialize)]
