@@ -885,7 +885,10 @@ async fn starting_a_meeting_opens_exactly_one_transcription_session() {
     assert_eq!(sessions.len(), 1, "{sessions:?}");
     assert_eq!(sessions[0]["meetingId"], json!(r.meeting));
     assert_eq!(sessions[0]["status"], "initializing");
-    assert_eq!(sessions[0]["provider"], "whisper", "the harness creates WebRTC meetings");
+    assert_eq!(
+        sessions[0]["provider"], "whisper",
+        "the harness creates WebRTC meetings"
+    );
     // Initializing again (a provider retry) reuses the row.
     r.env
         .internal_mutation(
