@@ -129,7 +129,22 @@ pub async fn scrape(client: &reqwest::Client, url: &str) -> anyhow::Result<Vec<P
     Ok(parse_prometheus(&text))
 }
 
-/// Sum of a counter (over all label sets) in a scrape.
+/// Scrapes every node and concatenates the samples, so counters sum over
+/// the cluster (each node counts the commits and query executions it
+/// made). `None` when any node cannot be scraped (a partial sum would be
+/// silently wrong).
+pub async fn scrape_all(client: &reqwest::Client, urls: &[String]) -> Option<Vec<PromSample>> {
+    if urls.is_empty() {
+        return None;
+    }
+    let mut all = Vec::new();
+    for url in urls {
+        all.extend(scrape(client, url).await.ok()?);
+    }
+    Some(all)
+}
+
+/// Sum of every sample of counter `name` (over labels and nodes).
 pub fn counter_sum(samples: &[PromSample], name: &str) -> f64 {
     samples
         .iter()

@@ -256,18 +256,19 @@ async fn run_async(args: LoadArgs) -> anyhow::Result<bool> {
     let mut proc_at_start: Option<ProcSample> = None;
     let mut self_at_start: Option<ProcSample> = None;
     let mut prom_at_start = None;
+    let mut window_started = false;
     let mut last = (Instant::now(), 0u64, 0u64);
     let progress_every = if args.duration > 30.0 { 5 } else { 1 };
     let mut ticks = 0u64;
     loop {
         let now = Instant::now();
-        if proc_at_start.is_none() && now >= measure_start {
+        // Once, when the measured window opens (not gated on a /proc sample,
+        // which is missing with --url and no --server-pid).
+        if !window_started && now >= measure_start {
+            window_started = true;
             proc_at_start = metrics::sample_procs(&target.pids);
             self_at_start = metrics::sample_procs(&self_pid);
-            prom_at_start = match target.urls.first() {
-                Some(u) => metrics::scrape(&http, u).await.ok(),
-                None => None,
-            };
+            prom_at_start = metrics::scrape_all(&http, &target.urls).await;
         }
         if now >= measure_end {
             break;
@@ -305,10 +306,7 @@ async fn run_async(args: LoadArgs) -> anyhow::Result<bool> {
     }
     let proc_at_end = metrics::sample_procs(&target.pids);
     let self_at_end = metrics::sample_procs(&self_pid);
-    let prom_at_end = match target.urls.first() {
-        Some(u) => metrics::scrape(&http, u).await.ok(),
-        None => None,
-    };
+    let prom_at_end = metrics::scrape_all(&http, &target.urls).await;
     let bytes_at_end = stats.bytes_received.load(Ordering::Relaxed);
     for w in writers {
         let _ = w.await;
