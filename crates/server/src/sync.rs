@@ -180,9 +180,12 @@ async fn run_socket(state: AppState, socket: WebSocket, _client_version: String)
         let _ = sink.close().await;
     });
 
-    let (mut_tx, mut_rx) = mpsc::channel::<MutationJob>(MAX_PENDING_MUTATIONS);
-    let (mut_done_tx, mut mut_done_rx) = mpsc::unbounded_channel::<MutationDone>();
-    let (act_done_tx, mut act_done_rx) = mpsc::unbounded_channel::<ActionDone>();
+    // Boxed payloads: a tokio channel allocates its first block of 32 slots
+    // up front, so unboxed jobs and results cost ~10 KiB per connection
+    // even when idle (8-byte slots instead).
+    let (mut_tx, mut_rx) = mpsc::channel::<Box<MutationJob>>(MAX_PENDING_MUTATIONS);
+    let (mut_done_tx, mut mut_done_rx) = mpsc::unbounded_channel::<Box<MutationDone>>();
+    let (act_done_tx, mut act_done_rx) = mpsc::unbounded_channel::<Box<ActionDone>>();
     let mutation_task = tokio::spawn(run_mutations(state.clone(), mut_rx, mut_done_tx));
 
     let mut worker = Worker {
@@ -229,7 +232,7 @@ async fn run_socket(state: AppState, socket: WebSocket, _client_version: String)
                         break Exit::Gone;
                     }
                     Some(Ok(Message::Text(text))) => {
-                        match worker.handle_text(text.as_str(), &mut_tx, &act_done_tx, &out_tx).await {
+                        match Box::pin(worker.handle_text(text.as_str(), &mut_tx, &act_done_tx, &out_tx)).await {
                             Ok(()) => {}
                             Err(exit) => break exit,
                         }
@@ -289,7 +292,7 @@ async fn run_socket(state: AppState, socket: WebSocket, _client_version: String)
                 let Ok(permit) = permit else { break Exit::Gone };
                 worker.update_needed = false;
                 let started = Instant::now();
-                if let Some(frames) = worker.compute_transition().await {
+                if let Some(frames) = Box::pin(worker.compute_transition()).await {
                     let mut frames = frames.into_iter();
                     if let Some(first) = frames.next() {
                         permit.send(Message::Text(first.into()));
@@ -355,8 +358,8 @@ async fn run_socket(state: AppState, socket: WebSocket, _client_version: String)
 
 async fn run_mutations(
     state: AppState,
-    mut jobs: mpsc::Receiver<MutationJob>,
-    done: mpsc::UnboundedSender<MutationDone>,
+    mut jobs: mpsc::Receiver<Box<MutationJob>>,
+    done: mpsc::UnboundedSender<Box<MutationDone>>,
 ) {
     while let Some(job) = jobs.recv().await {
         let result = async {
@@ -372,10 +375,15 @@ async fn run_mutations(
                 session_id: job.session_id.clone(),
                 request_id: job.request_id,
             };
-            let out = state
-                .runtime
-                .run_mutation(&spec, args, job.identity.clone(), Some(session))
-                .await;
+            // Boxed: the mutation's future is large, and inline it would
+            // make every idle connection's task that large.
+            let out = Box::pin(state.runtime.run_mutation(
+                &spec,
+                args,
+                job.identity.clone(),
+                Some(session),
+            ))
+            .await;
             Ok::<_, Error>((path, out))
         }
         .await;
@@ -406,7 +414,7 @@ async fn run_mutations(
                 log_lines: Vec::new(),
             },
         };
-        if done.send(msg).is_err() {
+        if done.send(Box::new(msg)).is_err() {
             return;
         }
     }
@@ -420,8 +428,8 @@ impl Worker {
     async fn handle_text(
         &mut self,
         text: &str,
-        mutations: &mpsc::Sender<MutationJob>,
-        actions: &mpsc::UnboundedSender<ActionDone>,
+        mutations: &mpsc::Sender<Box<MutationJob>>,
+        actions: &mpsc::UnboundedSender<Box<ActionDone>>,
         out: &mpsc::Sender<Message>,
     ) -> Result<(), Exit> {
         let message =
@@ -569,7 +577,7 @@ impl Worker {
                     identity: self.identity.clone(),
                     session_id,
                 };
-                if mutations.try_send(job).is_err() {
+                if mutations.try_send(Box::new(job)).is_err() {
                     let msg = ServerMessage::MutationResponse {
                         request_id,
                         result: Err(FunctionFailure {
@@ -590,14 +598,14 @@ impl Worker {
                 ..
             } => {
                 if self.actions_in_flight >= MAX_ACTIONS_IN_FLIGHT {
-                    let _ = actions.send(ActionDone {
+                    let _ = actions.send(Box::new(ActionDone {
                         request_id,
                         result: Err(Error::new(
                             ErrorCode::Overloaded,
                             "TooManyConcurrentActions",
                         )),
                         log_lines: Vec::new(),
-                    });
+                    }));
                     return Ok(());
                 }
                 self.actions_in_flight += 1;
@@ -637,7 +645,7 @@ impl Worker {
                             log_lines: Vec::new(),
                         },
                     };
-                    let _ = done.send(msg);
+                    let _ = done.send(Box::new(msg));
                 });
                 Ok(())
             }
@@ -693,7 +701,7 @@ impl Worker {
                 .max(self.min_ts);
             let mut results = HashMap::with_capacity(live.len());
             for (id, shared) in &live {
-                let r = shared.refresh().await;
+                let r = Box::pin(shared.refresh()).await;
                 target = target.max(r.ts);
                 results.insert(*id, r);
             }
@@ -731,12 +739,12 @@ impl Worker {
             }
             let mut results = HashMap::with_capacity(live.len());
             for (id, shared) in &live {
-                let r = shared.refresh().await;
+                let r = Box::pin(shared.refresh()).await;
                 if r.ts <= target && r.valid_at(target) {
                     results.insert(*id, r);
                     continue;
                 }
-                results.insert(*id, shared.run_at(Arc::clone(&snapshot)).await);
+                results.insert(*id, Box::pin(shared.run_at(Arc::clone(&snapshot))).await);
             }
             return (target, results);
         }
