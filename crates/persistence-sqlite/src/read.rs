@@ -247,4 +247,32 @@ mod tests {
             );
         }
     }
+
+    /// A scan with new bounds reuses its prepared plan: no re-parse per
+    /// bound value (see `conn::configure_common`, query-planner stability).
+    #[test]
+    fn scans_with_new_bounds_are_not_reprepared() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite");
+        let mut writer = crate::conn::open_writer(&path, &crate::SqliteOptions::default()).unwrap();
+        crate::schema::migrate(&mut writer).unwrap();
+        let reader = crate::conn::open_reader(&path).unwrap();
+        for i in 0u8..5 {
+            let range = KeyRange {
+                start: vec![i],
+                end: Some(vec![i, 0xff]),
+            };
+            index_scan(&reader, IndexId(1), &range, Order::Asc, 10 + usize::from(i)).unwrap();
+            index_scan(&reader, IndexId(1), &range, Order::Desc, 10).unwrap();
+        }
+        for sql in [SCAN_ASC_BOUNDED, SCAN_DESC_BOUNDED] {
+            let stmt = reader.prepare_cached(sql).unwrap();
+            assert_eq!(stmt.get_status(rusqlite::StatementStatus::Run), 5, "{sql}");
+            assert_eq!(
+                stmt.get_status(rusqlite::StatementStatus::RePrepare),
+                0,
+                "{sql}"
+            );
+        }
+    }
 }
