@@ -66,7 +66,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::document::{Document, IndexKey, index_keys};
-use crate::readset::{WriteSet, WrittenKey};
+use crate::readset::{WriteFilter, WriteSet, WrittenKey};
 use crate::schema::{BY_ID, IndexKind, Schema};
 use crate::subscriptions::{SubscriptionManager, WriteLogLimits};
 use crate::transaction::{CommitRequest, PendingWrite, Transaction, TxEnv};
@@ -527,8 +527,9 @@ async fn commit_group(
 ) {
     let before = *last_ts;
     let mut outcomes: Vec<Option<Result<Timestamp>>> = (0..group.len()).map(|_| None).collect();
-    let mut accepted: Vec<(Timestamp, Arc<WriteSet>)> = Vec::new();
+    let mut accepted: Vec<(Timestamp, Arc<WriteSet>, WriteFilter)> = Vec::new();
     let result: Result<()> = async {
+        let phase = Instant::now();
         let mut wtx = persistence.begin_write().await?;
         let latest = wtx.latest_ts().await?;
         if latest > *last_ts {
@@ -544,32 +545,58 @@ async fn commit_group(
             }
             *last_ts = latest;
         }
+        // Wall time per phase, summed over the group (`validate` includes
+        // waiting for the subscription manager's lock).
+        let mut validate = Duration::ZERO;
+        let mut build = Duration::ZERO;
+        let mut write = Duration::ZERO;
+        metrics::histogram!("connvo_commit_phase_seconds", "phase" => "begin")
+            .record(phase.elapsed().as_secs_f64());
         for (i, pending) in group.iter().enumerate() {
+            let started = Instant::now();
             let req = &pending.request;
             let conflicts = subscriptions
                 .first_conflict(req.read_ts, &req.read_set)
                 .is_some()
-                || accepted.iter().any(|(_, ws)| req.read_set.overlaps(ws));
+                || {
+                    let probe = req.read_set.probe();
+                    accepted
+                        .iter()
+                        .any(|(_, ws, filter)| req.read_set.overlaps_filtered(&probe, ws, filter))
+                };
+            let built = Instant::now();
+            validate += built - started;
             if conflicts {
                 outcomes[i] = Some(Err(conflict()));
                 continue;
             }
             let ts = Timestamp(clock.now_nanos().max(last_ts.0 + 1));
             let (record, ws) = build_record(ts, &req.writes);
+            let written = Instant::now();
+            build += written - built;
             wtx.write(&record).await?;
+            write += written.elapsed();
             *last_ts = ts;
             outcomes[i] = Some(Ok(ts));
-            accepted.push((ts, Arc::new(ws)));
+            let filter = WriteFilter::of(&ws);
+            accepted.push((ts, Arc::new(ws), filter));
+        }
+        for (phase, took) in [("validate", validate), ("build", build), ("write", write)] {
+            metrics::histogram!("connvo_commit_phase_seconds", "phase" => phase)
+                .record(took.as_secs_f64());
         }
         if !accepted.is_empty() {
+            let durable = Instant::now();
             wtx.commit().await?;
+            metrics::histogram!("connvo_commit_phase_seconds", "phase" => "durable")
+                .record(durable.elapsed().as_secs_f64());
         }
         Ok(())
     }
     .await;
     match result {
         Ok(()) => {
-            for (ts, ws) in accepted {
+            for (ts, ws, _) in accepted {
                 subscriptions.apply(ts, ws);
             }
             metrics::counter!("connvo_commits_total")

@@ -10,11 +10,23 @@
 //! Intervals whose keys all share one first index component (every query with
 //! at least one `eq`) carry that component as their *bucket*; the
 //! subscription index looks them up by bucket instead of scanning.
+//!
+//! Validating a transaction walks every commit logged since its snapshot,
+//! which at a thousand commits per second is hundreds of write sets per
+//! transaction. A [`WriteFilter`] (computed once per write set) and a
+//! [`ReadProbe`] (once per read set) rule out almost all of them with a few
+//! bit tests; only a possible overlap pays for the exact key comparison.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
 
 use errors::{Error, Result};
 use persistence::{IndexId, KeyRange};
+
+/// Up to this many intervals, overlap checks compare every written key with
+/// every interval (a comparison of index ids first, so a few nanoseconds per
+/// pair); above it they group the intervals by index in a map first.
+const LINEAR_INTERVALS: usize = 32;
 
 /// One observed key interval.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,9 +76,58 @@ impl ReadSet {
         self.intervals.is_empty()
     }
 
+    /// The bit patterns [`ReadProbe::may_overlap`] tests write filters with.
+    pub fn probe(&self) -> ReadProbe {
+        ReadProbe {
+            indexes: self
+                .intervals
+                .iter()
+                .fold(0, |bits, r| bits | index_bit(r.index)),
+            checks: self
+                .intervals
+                .iter()
+                .map(|r| {
+                    let bits = match &r.bucket {
+                        Some(bucket) => bucket_bits(r.index, bucket),
+                        None => [0; 4],
+                    };
+                    (index_bit(r.index), bits)
+                })
+                .collect(),
+        }
+    }
+
+    /// Whether any key of `writes` falls in this read set, checking the
+    /// filter first (see [`ReadProbe`]): same answer as
+    /// [`ReadSet::overlaps`], usually without touching a key. When the
+    /// filter passes, keys of indexes this read set never touched are
+    /// skipped with one bit test each.
+    pub fn overlaps_filtered(
+        &self,
+        probe: &ReadProbe,
+        writes: &WriteSet,
+        filter: &WriteFilter,
+    ) -> bool {
+        if !probe.may_overlap(filter) {
+            return false;
+        }
+        if self.intervals.len() > LINEAR_INTERVALS {
+            return self.overlaps(writes);
+        }
+        writes.keys.iter().any(|w| {
+            probe.indexes & index_bit(w.index) != 0
+                && self
+                    .intervals
+                    .iter()
+                    .any(|r| r.index == w.index && r.range.contains(&w.key))
+        })
+    }
+
     /// Whether any key of `writes` falls in this read set.
     pub fn overlaps(&self, writes: &WriteSet) -> bool {
-        if self.intervals.len() * writes.keys.len() <= 64 {
+        if self.intervals.len() <= LINEAR_INTERVALS
+            || self.intervals.len() * writes.keys.len() <= 64
+        {
             return writes.keys.iter().any(|w| {
                 self.intervals
                     .iter()
@@ -81,6 +142,75 @@ impl ReadSet {
             by_index
                 .get(&w.index)
                 .is_some_and(|ranges| ranges.iter().any(|r| r.contains(&w.key)))
+        })
+    }
+}
+
+/// The bit of an index in [`WriteFilter::indexes`].
+fn index_bit(index: IndexId) -> u64 {
+    1u64 << (index.0 % 64)
+}
+
+/// The two bits of an `(index, bucket)` pair in the 256-bit
+/// [`WriteFilter::buckets`] (a Bloom filter with two hash functions), as a
+/// mask per 64-bit word.
+fn bucket_bits(index: IndexId, bucket: &[u8]) -> [u64; 4] {
+    // SipHash with fixed keys: deterministic, and fast enough for a few dozen
+    // keys per commit.
+    let h = BuildHasherDefault::<DefaultHasher>::default().hash_one((index.0, bucket));
+    let mut bits = [0u64; 4];
+    for position in [h & 0xff, (h >> 8) & 0xff] {
+        bits[(position / 64) as usize] |= 1u64 << (position % 64);
+    }
+    bits
+}
+
+/// A summary of one write set: which indexes it touches (one bit per index
+/// id modulo 64) and a 256-bit Bloom filter of its `(index, bucket)` pairs.
+/// No false negatives: a key of the write set always sets its bits.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WriteFilter {
+    indexes: u64,
+    buckets: [u64; 4],
+}
+
+impl WriteFilter {
+    /// The filter of `writes`.
+    pub fn of(writes: &WriteSet) -> Self {
+        let mut filter = Self::default();
+        for key in &writes.keys {
+            filter.indexes |= index_bit(key.index);
+            let bits = bucket_bits(key.index, key.bucket());
+            for (word, mask) in filter.buckets.iter_mut().zip(bits) {
+                *word |= mask;
+            }
+        }
+        filter
+    }
+}
+
+/// A read set's tests against [`WriteFilter`]s: one `(index bit, bucket
+/// bits)` pair per interval; an interval without a bucket tests only its
+/// index. Sound because a bucketed interval only holds keys whose first
+/// component is its bucket (the same rule the subscription index uses).
+#[derive(Debug, Clone, Default)]
+pub struct ReadProbe {
+    /// The union of the intervals' index bits.
+    indexes: u64,
+    checks: Vec<(u64, [u64; 4])>,
+}
+
+impl ReadProbe {
+    /// `false` when no key summarized by `filter` can fall in the read set;
+    /// `true` when one might.
+    pub fn may_overlap(&self, filter: &WriteFilter) -> bool {
+        self.checks.iter().any(|(index, bits)| {
+            filter.indexes & index != 0
+                && filter
+                    .buckets
+                    .iter()
+                    .zip(bits)
+                    .all(|(word, mask)| word & mask == *mask)
         })
     }
 }
@@ -184,6 +314,73 @@ mod tests {
         };
         assert_eq!(WriteSet::decode(&ws.encode()).unwrap(), ws);
         assert!(WriteSet::decode(&ws.encode()[..5]).is_err());
+    }
+
+    proptest::proptest! {
+        /// The filter never hides an overlap, whatever the keys and
+        /// intervals (bucketed intervals hold keys with their bucket as the
+        /// first component, as the engine builds them).
+        #[test]
+        fn the_filter_has_no_false_negatives(
+            reads in proptest::collection::vec((0u32..4, 0u8..4, proptest::option::of(0u8..4), 0u8..8, 1u8..8), 1..6),
+            writes in proptest::collection::vec((0u32..4, 0u8..4, 0u8..8), 1..12),
+        ) {
+            let mut rs = ReadSet::new();
+            for (index, first, bucketed, from, width) in reads {
+                // Keys are `[first, second]` with first_len 1.
+                let (start, end, bucket) = match bucketed {
+                    Some(_) => (vec![first, from], vec![first, from.saturating_add(width)], Some(vec![first])),
+                    None => (vec![first], vec![first.saturating_add(width)], None),
+                };
+                rs.add(ReadInterval {
+                    index: IndexId(index),
+                    range: KeyRange { start, end: Some(end) },
+                    bucket,
+                });
+            }
+            let ws = WriteSet {
+                keys: writes
+                    .into_iter()
+                    .map(|(index, first, second)| WrittenKey {
+                        index: IndexId(index),
+                        key: vec![first, second],
+                        first_len: 1,
+                    })
+                    .collect(),
+            };
+            let filter = WriteFilter::of(&ws);
+            let probe = rs.probe();
+            proptest::prop_assert_eq!(rs.overlaps_filtered(&probe, &ws, &filter), rs.overlaps(&ws));
+        }
+    }
+
+    #[test]
+    fn the_filter_rules_out_other_buckets_and_indexes() {
+        let mut rs = ReadSet::new();
+        rs.add(ReadInterval {
+            index: IndexId(3),
+            range: KeyRange {
+                start: vec![7, 0],
+                end: Some(vec![7, 255]),
+            },
+            bucket: Some(vec![7]),
+        });
+        let probe = rs.probe();
+        let ws = |index, first| WriteSet {
+            keys: vec![WrittenKey {
+                index: IndexId(index),
+                key: vec![first, 1],
+                first_len: 1,
+            }],
+        };
+        assert!(probe.may_overlap(&WriteFilter::of(&ws(3, 7))));
+        assert!(!probe.may_overlap(&WriteFilter::of(&ws(4, 7))));
+        // Other buckets of the same index: ruled out unless the two-bit
+        // Bloom filter collides (fixed hash, so this is deterministic).
+        let others = (0u8..=255)
+            .filter(|b| *b != 7 && probe.may_overlap(&WriteFilter::of(&ws(3, *b))))
+            .count();
+        assert!(others < 8, "{others} of 255 other buckets pass the filter");
     }
 
     #[test]

@@ -26,7 +26,7 @@ use parking_lot::Mutex;
 use persistence::{IndexId, Timestamp};
 use tokio::sync::{Notify, watch};
 
-use crate::readset::{ReadInterval, ReadSet, WriteSet};
+use crate::readset::{ReadInterval, ReadSet, WriteFilter, WriteSet};
 
 /// How much history the write log keeps.
 #[derive(Debug, Clone, Copy)]
@@ -86,8 +86,8 @@ struct Inner {
     next_id: u64,
     entries: HashMap<u64, Entry>,
     indexes: HashMap<IndexId, IndexSubs>,
-    /// Recent commits, ascending by ts.
-    log: VecDeque<(Timestamp, Arc<WriteSet>)>,
+    /// Recent commits, ascending by ts, each with its filter.
+    log: VecDeque<(Timestamp, Arc<WriteSet>, WriteFilter)>,
     log_keys: usize,
     /// Every commit with ts <= horizon may be missing from the log.
     horizon: Timestamp,
@@ -282,10 +282,11 @@ impl SubscriptionManager {
             }
         }
         inner.log_keys += writes.keys.len();
-        inner.log.push_back((ts, writes));
+        let filter = WriteFilter::of(&writes);
+        inner.log.push_back((ts, writes, filter));
         inner.processed = ts;
         while inner.log.len() > inner.limits.max_commits || inner.log_keys > inner.limits.max_keys {
-            let Some((old_ts, old)) = inner.log.pop_front() else {
+            let Some((old_ts, old, _)) = inner.log.pop_front() else {
                 break;
             };
             inner.log_keys -= old.keys.len();
@@ -332,11 +333,12 @@ impl Inner {
         if read_set.is_empty() {
             return None;
         }
-        let start = self.log.partition_point(|(t, _)| *t <= ts);
+        let start = self.log.partition_point(|(t, _, _)| *t <= ts);
+        let probe = read_set.probe();
         self.log
             .range(start..)
-            .find(|(_, ws)| read_set.overlaps(ws))
-            .map(|(t, _)| *t)
+            .find(|(_, ws, filter)| read_set.overlaps_filtered(&probe, ws, filter))
+            .map(|(t, _, _)| *t)
     }
 
     fn remove_entry(&mut self, id: u64) -> Option<Entry> {
