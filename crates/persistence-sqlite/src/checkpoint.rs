@@ -7,6 +7,21 @@
 //! `wal_autocheckpoint=0`, and this thread runs `PRAGMA
 //! wal_checkpoint(PASSIVE)` from its own connection: PASSIVE never waits for
 //! readers or blocks the writer, it copies what it can.
+//!
+//! PASSIVE alone never lets the WAL *restart* under steady load: the writer
+//! rewinds the WAL only when, at the start of a write transaction, every
+//! frame has been copied back and no reader still reads an older WAL
+//! snapshot, and with commits and queries arriving every few milliseconds
+//! that moment never comes. The WAL then grows without bound (measured:
+//! 1.7 GB after 20 s at 1,000 commits/s), appends land on freshly allocated
+//! file pages (kernel page zeroing was ~7% of server CPU) and every page
+//! lookup searches a longer WAL index. So once the WAL holds more than
+//! [`RESTART_FRAMES`] frames, the PASSIVE pass is followed by a RESTART
+//! checkpoint: it copies the few frames added since, waits (up to the busy
+//! timeout) for the writer and for readers of older snapshots to finish,
+//! and makes the next write start at the beginning of the WAL. Writers wait
+//! for it, so it is short: most frames were copied by the PASSIVE pass
+//! just before.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -18,6 +33,34 @@ use rusqlite::{Connection, OpenFlags};
 
 /// How often the checkpointer wakes up.
 const INTERVAL: Duration = Duration::from_millis(200);
+
+/// WAL length (in frames, about 4 KiB each) above which a checkpoint also
+/// restarts the WAL: 16,384 frames is 64 MiB, the `journal_size_limit`.
+pub(crate) const RESTART_FRAMES: i64 = 16_384;
+
+/// How long a RESTART checkpoint waits for the writer and old readers.
+const RESTART_BUSY_TIMEOUT: Duration = Duration::from_millis(100);
+
+/// One checkpoint pass: PASSIVE, then RESTART when the WAL is longer than
+/// `restart_frames`. Returns the WAL length (frames) PASSIVE reported.
+pub(crate) fn checkpoint_once(conn: &Connection, restart_frames: i64) -> rusqlite::Result<i64> {
+    // Columns: blocked (0/1), frames in the WAL, frames checkpointed.
+    let frames: i64 = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| row.get(1))?;
+    if frames > restart_frames {
+        let started = std::time::Instant::now();
+        let blocked: i64 =
+            conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |row| row.get(0))?;
+        tracing::debug!(
+            frames,
+            blocked = blocked != 0,
+            took_ms = started.elapsed().as_secs_f64() * 1e3,
+            "sqlite: WAL restart checkpoint"
+        );
+        metrics::counter!("connvo_sqlite_wal_restarts_total", "outcome" => if blocked == 0 { "restarted" } else { "blocked" })
+            .increment(1);
+    }
+    Ok(frames)
+}
 
 /// Stops and joins the checkpoint thread when dropped.
 pub(crate) struct Checkpointer {
@@ -35,7 +78,7 @@ impl Checkpointer {
                 return None;
             }
         };
-        let _ = conn.busy_timeout(Duration::from_millis(100));
+        let _ = conn.busy_timeout(RESTART_BUSY_TIMEOUT);
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
         let thread = std::thread::Builder::new()
@@ -46,9 +89,8 @@ impl Checkpointer {
                     if flag.load(Ordering::Acquire) {
                         break;
                     }
-                    if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
-                    {
-                        tracing::debug!(error = %e, "sqlite: passive checkpoint failed");
+                    if let Err(e) = checkpoint_once(&conn, RESTART_FRAMES) {
+                        tracing::debug!(error = %e, "sqlite: checkpoint failed");
                     }
                 }
                 drop(conn);
@@ -68,5 +110,83 @@ impl Drop for Checkpointer {
             t.thread().unpark();
             let _ = t.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+
+    use super::*;
+
+    /// Under continuous reads and writes, the restart step keeps the WAL
+    /// short; PASSIVE alone lets it grow with every commit (checked by hand
+    /// by passing `i64::MAX`: the WAL then ends near 6,000 frames).
+    #[test]
+    fn the_wal_restarts_under_continuous_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite");
+        let mut writer = crate::conn::open_writer(&path, &crate::SqliteOptions::default()).unwrap();
+        crate::schema::migrate(&mut writer).unwrap();
+        writer.pragma_update(None, "wal_autocheckpoint", 0).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let reads = Arc::new(AtomicUsize::new(0));
+        // Four readers with staggered, overlapping 2 ms read transactions,
+        // so some reader always holds an older WAL snapshot.
+        let readers: Vec<_> = (0..4u64)
+            .map(|n| {
+                let (path, stop, reads) = (path.clone(), Arc::clone(&stop), Arc::clone(&reads));
+                std::thread::spawn(move || {
+                    let conn = crate::conn::open_reader(&path).unwrap();
+                    std::thread::sleep(Duration::from_micros(500 * n));
+                    while !stop.load(Ordering::Acquire) {
+                        conn.execute_batch("BEGIN").unwrap();
+                        let _: i64 = conn
+                            .query_row("SELECT count(*) FROM documents", [], |r| r.get(0))
+                            .unwrap();
+                        std::thread::sleep(Duration::from_millis(2));
+                        conn.execute_batch("ROLLBACK").unwrap();
+                        reads.fetch_add(1, Ordering::Relaxed);
+                    }
+                })
+            })
+            .collect();
+        let checkpointer = {
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || {
+                let conn = Connection::open(&path).unwrap();
+                conn.busy_timeout(RESTART_BUSY_TIMEOUT).unwrap();
+                let mut longest = 0;
+                while !stop.load(Ordering::Acquire) {
+                    longest = longest.max(checkpoint_once(&conn, 200).unwrap());
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                longest
+            })
+        };
+        for i in 0..2_000u32 {
+            writer
+                .execute(
+                    "INSERT INTO documents (id, table_num, ts, json) VALUES (?1, 1, ?2, ?3)",
+                    rusqlite::params![i.to_be_bytes().to_vec(), i, "x".repeat(300)],
+                )
+                .unwrap();
+        }
+        let wal_frames: i64 = writer
+            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get(1))
+            .unwrap();
+        stop.store(true, Ordering::Release);
+        for r in readers {
+            r.join().unwrap();
+        }
+        let longest = checkpointer.join().unwrap();
+        assert!(
+            reads.load(Ordering::Relaxed) > 10,
+            "the readers did not run"
+        );
+        assert!(
+            wal_frames < 1_000,
+            "the WAL kept growing: {wal_frames} frames after 2,000 commits (longest seen {longest})"
+        );
     }
 }
