@@ -596,8 +596,8 @@ async fn commit_group(
     .await;
     match result {
         Ok(()) => {
-            for (ts, ws, _) in accepted {
-                subscriptions.apply(ts, ws);
+            for (ts, ws, filter) in accepted {
+                subscriptions.apply_filtered(ts, ws, filter);
             }
             metrics::counter!("connvo_commits_total")
                 .increment(outcomes.iter().filter(|o| matches!(o, Some(Ok(_)))).count() as u64);

@@ -248,6 +248,13 @@ impl SubscriptionManager {
     /// Applies one commit: logs it and invalidates every overlapping
     /// subscription taken before it. Commits must arrive in ts order.
     pub fn apply(&self, ts: Timestamp, writes: Arc<WriteSet>) {
+        let filter = WriteFilter::of(&writes);
+        self.apply_filtered(ts, writes, filter);
+    }
+
+    /// [`SubscriptionManager::apply`] with the write set's filter already
+    /// computed (the committer has it from validation).
+    pub fn apply_filtered(&self, ts: Timestamp, writes: Arc<WriteSet>, filter: WriteFilter) {
         let mut inner = self.inner.lock();
         if ts <= inner.processed {
             return;
@@ -282,7 +289,6 @@ impl SubscriptionManager {
             }
         }
         inner.log_keys += writes.keys.len();
-        let filter = WriteFilter::of(&writes);
         inner.log.push_back((ts, writes, filter));
         inner.processed = ts;
         while inner.log.len() > inner.limits.max_commits || inner.log_keys > inner.limits.max_keys {
