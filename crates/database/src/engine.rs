@@ -64,7 +64,9 @@ use persistence::{
 };
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
+use values::DocumentId;
 
+use crate::cache::{ReadCache, ReadCacheLimits};
 use crate::document::{Document, IndexKey, index_keys};
 use crate::readset::{WriteFilter, WriteSet, WrittenKey};
 use crate::schema::{BY_ID, IndexKind, Schema};
@@ -81,6 +83,8 @@ pub struct DatabaseOptions {
     pub max_group: usize,
     /// Capacity of the commit queue (callers wait when it is full).
     pub queue_capacity: usize,
+    /// Byte budgets of the read caches (see [`crate::cache`]).
+    pub read_cache: ReadCacheLimits,
 }
 
 impl Default for DatabaseOptions {
@@ -89,6 +93,7 @@ impl Default for DatabaseOptions {
             write_log: WriteLogLimits::default(),
             max_group: 1024,
             queue_capacity: 8192,
+            read_cache: ReadCacheLimits::default(),
         }
     }
 }
@@ -134,19 +139,26 @@ impl Database {
             clock,
             ids,
             creation_times: Default::default(),
+            cache: Arc::new(ReadCache::new(options.read_cache)),
         };
         rebuild_changed_indexes(&persistence, &env).await?;
         let latest = persistence.latest_ts().await?;
         let subscriptions = SubscriptionManager::new(latest, options.write_log);
         let (tx, rx) = mpsc::channel(options.queue_capacity.max(1));
-        tokio::spawn(run_committer(
+        let committer = run_committer(
             Arc::clone(&persistence),
             Arc::clone(&subscriptions),
+            Arc::clone(&env.cache),
             Arc::clone(&env.clock),
             rx,
             latest,
             options.max_group.max(1),
-        ));
+        );
+        if persistence.writes_in_process() {
+            spawn_committer_thread(committer)?;
+        } else {
+            tokio::spawn(committer);
+        }
         Ok(Self {
             inner: Arc::new(Inner {
                 persistence,
@@ -175,6 +187,11 @@ impl Database {
     /// The backend.
     pub fn persistence(&self) -> &Arc<dyn Persistence> {
         &self.inner.persistence
+    }
+
+    /// Hit and miss counts of the read caches (see [`crate::cache`]).
+    pub fn read_cache_stats(&self) -> crate::ReadCacheStats {
+        self.inner.env.cache.stats()
     }
 
     /// The newest commit published to subscriptions.
@@ -485,9 +502,29 @@ fn build_record(ts: Timestamp, writes: &[PendingWrite]) -> (CommitRecord, WriteS
     )
 }
 
+/// Runs the committer on a thread of its own (a current-thread runtime
+/// driving just this future and the blocking `COMMIT`s it hands off). On
+/// the shared runtime a woken committer waits in a worker's queue behind
+/// hundreds of socket and query tasks after every phase of every group,
+/// and that wait, not CPU, was most of its time under load. The thread ends
+/// when the engine (every sender of the commit queue) is dropped.
+fn spawn_committer_thread(committer: impl Future<Output = ()> + Send + 'static) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .thread_name("connvo-commit-io")
+        .build()
+        .map_err(|e| Error::internal(format!("committer runtime: {e}")))?;
+    std::thread::Builder::new()
+        .name("connvo-committer".to_owned())
+        .spawn(move || runtime.block_on(committer))
+        .map_err(|e| Error::internal(format!("committer thread: {e}")))?;
+    Ok(())
+}
+
 async fn run_committer(
     persistence: Arc<dyn Persistence>,
     subscriptions: Arc<SubscriptionManager>,
+    cache: Arc<ReadCache>,
     clock: Arc<dyn Clock>,
     mut rx: mpsc::Receiver<Pending>,
     mut last_ts: Timestamp,
@@ -507,6 +544,7 @@ async fn run_committer(
         commit_group(
             &*persistence,
             &subscriptions,
+            &cache,
             &*clock,
             &mut last_ts,
             &mut group,
@@ -521,6 +559,7 @@ async fn run_committer(
 async fn commit_group(
     persistence: &dyn Persistence,
     subscriptions: &SubscriptionManager,
+    cache: &ReadCache,
     clock: &dyn Clock,
     last_ts: &mut Timestamp,
     group: &mut Vec<Pending>,
@@ -528,6 +567,8 @@ async fn commit_group(
     let before = *last_ts;
     let mut outcomes: Vec<Option<Result<Timestamp>>> = (0..group.len()).map(|_| None).collect();
     let mut accepted: Vec<(Timestamp, Arc<WriteSet>, WriteFilter)> = Vec::new();
+    // Versions written by the group, for the read cache once durable.
+    let mut versions: Vec<(DocumentId, Timestamp, Document, usize)> = Vec::new();
     let result: Result<()> = async {
         let phase = Instant::now();
         let mut wtx = persistence.begin_write().await?;
@@ -576,6 +617,11 @@ async fn commit_group(
             build += written - built;
             wtx.write(&record).await?;
             write += written.elapsed();
+            for (w, stored) in req.writes.iter().zip(&record.documents) {
+                if let (Some(doc), Some(json)) = (&w.new, &stored.json) {
+                    versions.push((w.id, ts, doc.clone(), json.len()));
+                }
+            }
             *last_ts = ts;
             outcomes[i] = Some(Ok(ts));
             let filter = WriteFilter::of(&ws);
@@ -596,6 +642,10 @@ async fn commit_group(
     .await;
     match result {
         Ok(()) => {
+            // Only now: a failed group's timestamps are reused.
+            for (id, ts, doc, json_len) in versions {
+                cache.put_version(id, ts, doc, json_len);
+            }
             for (ts, ws, filter) in accepted {
                 subscriptions.apply_filtered(ts, ws, filter);
             }

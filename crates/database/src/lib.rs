@@ -8,6 +8,7 @@
 //! * [`query`] — index range expressions and pagination cursors;
 //! * [`search`] — full-text search indexes: tokenizer, term keys, BM25 queries;
 //! * [`readset`] — read sets and write sets over index keys;
+//! * [`cache`] — decoded document versions and per-snapshot read results;
 //! * [`subscriptions`] — invalidation of live read sets and the write log;
 //! * [`engine`] — [`Database`]: opening, transactions and the group committer;
 //! * [`limits`] — the engine's size and count limits;
@@ -16,6 +17,7 @@
 //! Invariant: every read of a function goes through a [`Transaction`], so its
 //! read set is complete and reactivity needs no manual notification.
 
+pub mod cache;
 pub mod clock;
 pub mod document;
 pub mod engine;
@@ -27,6 +29,7 @@ pub mod search;
 pub mod subscriptions;
 pub mod transaction;
 
+pub use cache::{ReadCacheLimits, ReadCacheStats};
 pub use clock::{Clock, IdGenerator, RandomIds, SeededIds, SystemClock, TestClock};
 pub use document::Document;
 pub use engine::{Database, DatabaseOptions};

@@ -14,6 +14,7 @@ use errors::{Error, Result};
 use persistence::{KeyRange, Order, Snapshot, Timestamp};
 use values::{DocumentId, Value, keys};
 
+use crate::cache::{CachedGet, CachedRead, CachedScan, ReadCache, ReadKey};
 use crate::document::{Document, IndexKey, index_keys};
 use crate::limits;
 use crate::query::CursorPos;
@@ -32,6 +33,8 @@ pub struct TxEnv {
     pub ids: Arc<dyn IdGenerator>,
     /// Hands out strictly increasing `_creationTime`s.
     pub creation_times: Arc<CreationTimes>,
+    /// Decoded reads shared by every transaction (see [`crate::cache`]).
+    pub(crate) cache: Arc<ReadCache>,
 }
 
 /// Strictly increasing `_creationTime` values (ms, fractional): the clock's
@@ -278,15 +281,61 @@ impl Transaction {
             },
             bucket: Some(key),
         })?;
-        let stored = self.snapshot.get(&id_bytes).await?;
-        let Some(stored) = stored else {
+        let cache = Arc::clone(&self.env.cache);
+        let key = ReadKey::Get {
+            ts: self.snapshot.ts(),
+            id: id_bytes,
+        };
+        let found = match cache.read(&key) {
+            Some(CachedRead::Get(found)) => found,
+            _ => {
+                let found = match self.snapshot.get(&id_bytes).await? {
+                    None => None,
+                    Some(stored) => Some(CachedGet {
+                        table: stored.table,
+                        json_len: stored.json.len(),
+                        doc: cache.decode(&stored)?,
+                    }),
+                };
+                cache.put_read(key, CachedRead::Get(found.clone()));
+                found
+            }
+        };
+        let Some(found) = found else {
             return Ok(None);
         };
-        self.note_scanned(1, stored.json.len())?;
-        if stored.table != table.number {
+        self.note_scanned(1, found.json_len)?;
+        if found.table != table.number {
             return Ok(None);
         }
-        Document::from_stored(&stored).map(Some)
+        Ok(Some(found.doc))
+    }
+
+    /// The committed rows of an index scan at this snapshot (no pending
+    /// writes), from the engine's read cache when the same scan already ran
+    /// at the same snapshot timestamp.
+    async fn committed_scan(
+        &self,
+        index: persistence::IndexId,
+        range: &KeyRange,
+        order: Order,
+        limit: usize,
+    ) -> Result<Arc<CachedScan>> {
+        let cache = &self.env.cache;
+        let key = ReadKey::scan(self.snapshot.ts(), index, range, order, limit);
+        if let Some(CachedRead::Scan(found)) = cache.read(&key) {
+            return Ok(found);
+        }
+        let stored = self.snapshot.index_scan(index, range, order, limit).await?;
+        let bytes = stored.iter().map(|r| r.doc.json.len()).sum();
+        let mut rows = Vec::with_capacity(stored.len());
+        for row in stored {
+            let doc = cache.decode(&row.doc)?;
+            rows.push((row.key, doc));
+        }
+        let scan = Arc::new(CachedScan { rows, bytes });
+        cache.put_read(key, CachedRead::Scan(Arc::clone(&scan)));
+        Ok(scan)
     }
 
     /// Scans `range` of `index` of `table` in `order`, starting after `after`,
@@ -341,24 +390,17 @@ impl Transaction {
             .filter(|w| w.table.number == table.number)
             .collect();
         let fetch = limit.saturating_add(pending.len());
-        let stored = self
-            .snapshot
-            .index_scan(index.id, &range, order, fetch)
-            .await?;
-        let persisted_exhausted = stored.len() < fetch;
-        let horizon = stored.last().map(|r| r.key.clone());
-        let bytes: usize = stored.iter().map(|r| r.doc.json.len()).sum();
-        let scanned = stored.len();
-        let mut rows: Vec<(Vec<u8>, Document)> = Vec::with_capacity(stored.len());
-        for row in stored {
-            let id: [u8; 20] = match row.doc.id.as_slice().try_into() {
-                Ok(id) => id,
-                Err(_) => return Err(Error::internal("corrupt document id in index")),
-            };
-            if self.writes.contains_key(&id) {
+        let committed = self.committed_scan(index.id, &range, order, fetch).await?;
+        let persisted_exhausted = committed.rows.len() < fetch;
+        let horizon = committed.rows.last().map(|(key, _)| key.clone());
+        let bytes = committed.bytes;
+        let scanned = committed.rows.len();
+        let mut rows: Vec<(Vec<u8>, Document)> = Vec::with_capacity(scanned);
+        for (key, doc) in &committed.rows {
+            if !self.writes.is_empty() && self.writes.contains_key(&doc.id().to_bytes()) {
                 continue;
             }
-            rows.push((row.key, Document::from_stored(&row.doc)?));
+            rows.push((key.clone(), doc.clone()));
         }
         for w in pending {
             let Some(new) = &w.new else { continue };
@@ -540,7 +582,7 @@ impl Transaction {
         self.check_writable()?;
         let table = Arc::clone(self.env.schema.require_table(table)?);
         let fields = Self::user_object(value, "insert")?;
-        let id = DocumentId::new(table.number, self.env.ids.random_bytes());
+        let id = DocumentId::new(table.number, self.env.ids.document_id_bytes());
         let creation_time = self.env.creation_times.next(self.env.clock.now_ms());
         let doc = Document::new(id, creation_time, fields);
         self.put(table, id, None, Some(doc))?;

@@ -47,3 +47,25 @@ pub async fn open(dir: &std::path::Path) -> Database {
     .await
     .expect("open database")
 }
+
+/// The `n` of every `items` row of `group` (index `by_group_n`) in `tx`, in `order`.
+pub async fn scan_group_ns(
+    tx: &mut database::Transaction,
+    group: &str,
+    order: database::Order,
+) -> Vec<f64> {
+    let table = Arc::clone(tx.schema().table("items").unwrap());
+    let index = table.index("by_group_n").unwrap().clone();
+    let (range, bucket) = database::IndexRange::all()
+        .eq("group", group)
+        .compile(&index)
+        .unwrap();
+    let res = tx
+        .scan(&table, &index, &range, bucket, order, None, 1000)
+        .await
+        .unwrap();
+    res.rows
+        .iter()
+        .map(|(_, d)| d.field("n").and_then(values::Value::as_f64).unwrap())
+        .collect()
+}

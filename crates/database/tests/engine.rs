@@ -21,20 +21,7 @@ fn item(group: &str, n: f64) -> Value {
 
 async fn scan_ns(db: &database::Database, group: &str, order: Order) -> Vec<f64> {
     let mut tx = db.begin(false).await.unwrap();
-    let table = Arc::clone(tx.schema().table("items").unwrap());
-    let index = table.index("by_group_n").unwrap().clone();
-    let (range, bucket) = IndexRange::all()
-        .eq("group", group)
-        .compile(&index)
-        .unwrap();
-    let res = tx
-        .scan(&table, &index, &range, bucket, order, None, 1000)
-        .await
-        .unwrap();
-    res.rows
-        .iter()
-        .map(|(_, d)| d.field("n").and_then(Value::as_f64).unwrap())
-        .collect()
+    common::scan_group_ns(&mut tx, group, order).await
 }
 
 #[tokio::test]

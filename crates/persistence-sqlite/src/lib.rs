@@ -156,6 +156,10 @@ impl Persistence for SqlitePersistence {
         "sqlite"
     }
 
+    fn writes_in_process(&self) -> bool {
+        true
+    }
+
     async fn snapshot(&self) -> Result<Arc<dyn Snapshot>> {
         Ok(Arc::new(SqliteSnapshot::open(&self.readers).await?))
     }

@@ -1,0 +1,317 @@
+//! Caches of decoded reads, shared by every transaction of one engine.
+//!
+//! Both caches are exact — a hit returns what storage would have returned —
+//! because of what they are keyed on:
+//!
+//! * **Document versions**, keyed by `(document id, version timestamp)`. A
+//!   stored version never changes, so a hit only skips decoding its JSON.
+//!   Reads fill it after decoding, and the committer fills it with every
+//!   version it wrote once the group is durable, so the queries a commit
+//!   invalidates find the new versions already decoded.
+//! * **Snapshot reads**, keyed by `(snapshot timestamp, read)` for point
+//!   reads and index scans. The committed state at a timestamp never
+//!   changes (every commit gets a new, larger timestamp; a failed group's
+//!   timestamps were never visible), so the same read at the same snapshot
+//!   timestamp returns the same rows. When one commit invalidates the same
+//!   query for many identities — each participant's own
+//!   `listTranscriptChunks` subscription — their re-runs open snapshots at
+//!   the same timestamp, and only the first one reads the backend. Reads of
+//!   a transaction's *pending* writes are overlaid afterwards by
+//!   [`crate::Transaction`], so the cache holds committed state only.
+//!
+//! Each cache is an LRU list with a byte budget (weight: the JSON length of
+//! the documents plus the keys and a fixed per-entry overhead). Entries
+//! heavier than an eighth of the budget are not cached. Hits and misses are
+//! counted in `connvo_read_cache_total{cache, outcome}`.
+//!
+//! `hashlink::LruCache` (already in the tree through rusqlite) provides the
+//! ordered map; only the byte accounting is ours.
+
+use std::hash::Hash;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use errors::Result;
+use hashlink::LruCache;
+use parking_lot::Mutex;
+use persistence::{IndexId, KeyRange, Order, StoredDocument, TableNumber, Timestamp};
+use values::DocumentId;
+
+use crate::document::Document;
+
+/// Bookkeeping bytes charged per entry on top of its payload.
+const ENTRY_OVERHEAD: usize = 96;
+
+/// Byte budgets of the two caches.
+#[derive(Debug, Clone, Copy)]
+pub struct ReadCacheLimits {
+    /// Budget of decoded document versions.
+    pub document_bytes: usize,
+    /// Budget of per-snapshot read results.
+    pub read_bytes: usize,
+}
+
+impl Default for ReadCacheLimits {
+    fn default() -> Self {
+        Self {
+            document_bytes: 32 << 20,
+            read_bytes: 16 << 20,
+        }
+    }
+}
+
+/// An LRU map with a byte budget.
+struct Lru<K: Hash + Eq, V> {
+    map: LruCache<K, (V, usize)>,
+    bytes: usize,
+    budget: usize,
+}
+
+impl<K: Hash + Eq, V: Clone> Lru<K, V> {
+    fn new(budget: usize) -> Self {
+        Self {
+            map: LruCache::new_unbounded(),
+            bytes: 0,
+            budget,
+        }
+    }
+
+    fn get(&mut self, key: &K) -> Option<V> {
+        self.map.get(key).map(|(v, _)| v.clone())
+    }
+
+    fn insert(&mut self, key: K, value: V, weight: usize) {
+        let weight = weight + ENTRY_OVERHEAD;
+        if weight > self.budget / 8 {
+            return;
+        }
+        if let Some((_, old)) = self.map.insert(key, (value, weight)) {
+            self.bytes -= old;
+        }
+        self.bytes += weight;
+        while self.bytes > self.budget {
+            match self.map.remove_lru() {
+                Some((_, (_, w))) => self.bytes -= w,
+                None => {
+                    self.bytes = 0;
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// What identifies one read of the committed state.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) enum ReadKey {
+    /// `db.get(id)` at snapshot `ts`.
+    Get { ts: Timestamp, id: [u8; 20] },
+    /// An index scan at snapshot `ts`.
+    Scan {
+        ts: Timestamp,
+        index: IndexId,
+        start: Vec<u8>,
+        end: Option<Vec<u8>>,
+        order: Order,
+        limit: usize,
+    },
+}
+
+impl ReadKey {
+    /// The key of a scan request.
+    pub(crate) fn scan(
+        ts: Timestamp,
+        index: IndexId,
+        range: &KeyRange,
+        order: Order,
+        limit: usize,
+    ) -> Self {
+        ReadKey::Scan {
+            ts,
+            index,
+            start: range.start.clone(),
+            end: range.end.clone(),
+            order,
+            limit,
+        }
+    }
+
+    fn weight(&self) -> usize {
+        match self {
+            ReadKey::Get { .. } => 28,
+            ReadKey::Scan { start, end, .. } => 40 + start.len() + end.as_ref().map_or(0, Vec::len),
+        }
+    }
+}
+
+/// A point read's result: the document's table, its JSON length (for the
+/// read limits) and the decoded document.
+#[derive(Debug, Clone)]
+pub(crate) struct CachedGet {
+    pub table: TableNumber,
+    pub json_len: usize,
+    pub doc: Document,
+}
+
+/// An index scan's committed rows, in scan order.
+#[derive(Debug)]
+pub(crate) struct CachedScan {
+    /// `(index key, document)`.
+    pub rows: Vec<(Vec<u8>, Document)>,
+    /// Total JSON bytes of the rows (for the read limits).
+    pub bytes: usize,
+}
+
+/// A cached read result.
+#[derive(Debug, Clone)]
+pub(crate) enum CachedRead {
+    Get(Option<CachedGet>),
+    Scan(Arc<CachedScan>),
+}
+
+/// Hit and miss counts of the read caches since the engine opened.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReadCacheStats {
+    /// Decoded versions found.
+    pub document_hits: u64,
+    /// Versions decoded from storage.
+    pub document_misses: u64,
+    /// Reads answered without the backend.
+    pub read_hits: u64,
+    /// Reads that went to the backend.
+    pub read_misses: u64,
+}
+
+/// The engine's read caches.
+pub struct ReadCache {
+    docs: Mutex<Lru<([u8; 20], Timestamp), Document>>,
+    reads: Mutex<Lru<ReadKey, CachedRead>>,
+    counts: [AtomicU64; 4],
+}
+
+impl std::fmt::Debug for ReadCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReadCache")
+            .field("document_bytes", &self.docs.lock().bytes)
+            .field("read_bytes", &self.reads.lock().bytes)
+            .finish()
+    }
+}
+
+impl ReadCache {
+    /// Empty caches with the given budgets.
+    pub(crate) fn new(limits: ReadCacheLimits) -> Self {
+        Self {
+            docs: Mutex::new(Lru::new(limits.document_bytes)),
+            reads: Mutex::new(Lru::new(limits.read_bytes)),
+            counts: Default::default(),
+        }
+    }
+
+    fn count(&self, cache: &'static str, hit: bool) {
+        let (slot, outcome) = match (cache, hit) {
+            ("document", true) => (0, "hit"),
+            ("document", false) => (1, "miss"),
+            (_, true) => (2, "hit"),
+            (_, false) => (3, "miss"),
+        };
+        self.counts[slot].fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("connvo_read_cache_total", "cache" => cache, "outcome" => outcome)
+            .increment(1);
+    }
+
+    /// Hit and miss counts so far.
+    pub fn stats(&self) -> ReadCacheStats {
+        let c = |i: usize| self.counts[i].load(Ordering::Relaxed);
+        ReadCacheStats {
+            document_hits: c(0),
+            document_misses: c(1),
+            read_hits: c(2),
+            read_misses: c(3),
+        }
+    }
+
+    /// Decodes a stored version, or returns the cached decoding.
+    pub(crate) fn decode(&self, stored: &StoredDocument) -> Result<Document> {
+        let Ok(id) = <[u8; 20]>::try_from(stored.id.as_slice()) else {
+            // Not a document id; decoding reports the corruption.
+            return Document::from_stored(stored);
+        };
+        let key = (id, stored.ts);
+        if let Some(doc) = self.docs.lock().get(&key) {
+            self.count("document", true);
+            return Ok(doc);
+        }
+        self.count("document", false);
+        let doc = Document::from_stored(stored)?;
+        self.docs
+            .lock()
+            .insert(key, doc.clone(), stored.json.len() + 20);
+        Ok(doc)
+    }
+
+    /// Records a version written at `ts` (its JSON length as the weight).
+    pub(crate) fn put_version(
+        &self,
+        id: DocumentId,
+        ts: Timestamp,
+        doc: Document,
+        json_len: usize,
+    ) {
+        self.docs
+            .lock()
+            .insert((id.to_bytes(), ts), doc, json_len + 20);
+    }
+
+    /// A cached read result.
+    pub(crate) fn read(&self, key: &ReadKey) -> Option<CachedRead> {
+        let found = self.reads.lock().get(key);
+        self.count("read", found.is_some());
+        found
+    }
+
+    /// Stores a read result.
+    pub(crate) fn put_read(&self, key: ReadKey, value: CachedRead) {
+        let payload = match &value {
+            CachedRead::Get(None) => 0,
+            CachedRead::Get(Some(g)) => g.json_len,
+            CachedRead::Scan(s) => {
+                s.bytes + s.rows.iter().map(|(k, _)| k.len() + 16).sum::<usize>()
+            }
+        };
+        let weight = key.weight() + payload;
+        self.reads.lock().insert(key, value, weight);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_budget_evicts_the_least_recently_used() {
+        let mut lru: Lru<u32, u32> = Lru::new(8 * (ENTRY_OVERHEAD + 100));
+        for k in 0..8 {
+            lru.insert(k, k, 100);
+        }
+        assert_eq!(lru.map.len(), 8);
+        // Touch 0 so that 1 is the least recently used.
+        assert_eq!(lru.get(&0), Some(0));
+        lru.insert(8, 8, 100);
+        assert_eq!(lru.get(&1), None);
+        assert_eq!(lru.get(&0), Some(0));
+        assert_eq!(lru.get(&8), Some(8));
+        assert!(lru.bytes <= lru.budget);
+    }
+
+    #[test]
+    fn heavy_entries_are_not_cached_and_replacements_are_reweighed() {
+        let mut lru: Lru<u32, u32> = Lru::new(8000);
+        lru.insert(1, 1, 2000);
+        assert_eq!(lru.get(&1), None);
+        lru.insert(2, 2, 100);
+        lru.insert(2, 3, 300);
+        assert_eq!(lru.get(&2), Some(3));
+        assert_eq!(lru.bytes, 300 + ENTRY_OVERHEAD);
+    }
+}

@@ -1,0 +1,132 @@
+//! The engine's read caches return exactly what storage holds: reads at one
+//! snapshot timestamp are shared, later snapshots see later commits, pending
+//! writes still overlay cached rows, and versions cached by the committer
+//! equal their stored decoding.
+#![allow(missing_docs)]
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use database::{Database, Document, Order};
+use values::Value;
+
+fn item(group: &str, n: f64) -> Value {
+    Value::object([
+        ("group".to_owned(), Value::from(group)),
+        ("n".to_owned(), Value::Float64(n)),
+    ])
+}
+
+async fn scan_ns(tx: &mut database::Transaction, group: &str) -> Vec<f64> {
+    common::scan_group_ns(tx, group, Order::Asc).await
+}
+
+async fn seed(db: &Database, ns: &[f64]) -> Vec<values::DocumentId> {
+    let mut tx = db.begin(true).await.unwrap();
+    let ids = ns
+        .iter()
+        .map(|n| tx.insert("items", item("g", *n)).unwrap())
+        .collect();
+    db.commit(tx).await.unwrap();
+    ids
+}
+
+#[tokio::test]
+async fn reads_at_one_snapshot_timestamp_go_to_storage_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = common::open(dir.path()).await;
+    let ids = seed(&db, &[1.0, 2.0, 3.0]).await;
+
+    let mut a = db.begin(false).await.unwrap();
+    let mut b = db.begin(false).await.unwrap();
+    assert_eq!(a.ts(), b.ts(), "no commit in between");
+    let before = db.read_cache_stats();
+    assert_eq!(scan_ns(&mut a, "g").await, vec![1.0, 2.0, 3.0]);
+    assert_eq!(scan_ns(&mut b, "g").await, vec![1.0, 2.0, 3.0]);
+    let got_a = a.get(ids[0]).await.unwrap().unwrap();
+    let got_b = b.get(ids[0]).await.unwrap().unwrap();
+    assert_eq!(got_a, got_b);
+    let after = db.read_cache_stats();
+    assert_eq!(after.read_misses - before.read_misses, 2, "{after:?}");
+    assert_eq!(after.read_hits - before.read_hits, 2, "{after:?}");
+    // Both transactions still recorded their reads.
+    assert!(!a.read_set().is_empty() && !b.read_set().is_empty());
+
+    // A later snapshot sees the later commit, not the cached rows.
+    seed(&db, &[4.0]).await;
+    let mut c = db.begin(false).await.unwrap();
+    assert!(c.ts() > a.ts());
+    assert_eq!(scan_ns(&mut c, "g").await, vec![1.0, 2.0, 3.0, 4.0]);
+    // The older snapshot keeps its own (cached) view.
+    assert_eq!(scan_ns(&mut a, "g").await, vec![1.0, 2.0, 3.0]);
+}
+
+#[tokio::test]
+async fn pending_writes_overlay_cached_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = common::open(dir.path()).await;
+    let ids = seed(&db, &[1.0, 2.0, 3.0]).await;
+
+    let mut reader = db.begin(false).await.unwrap();
+    let mut writer = db.begin(true).await.unwrap();
+    assert_eq!(reader.ts(), writer.ts());
+    assert_eq!(scan_ns(&mut reader, "g").await, vec![1.0, 2.0, 3.0]);
+    // The same scan before any write is served from the reader's rows.
+    let hits = db.read_cache_stats().read_hits;
+    assert_eq!(scan_ns(&mut writer, "g").await, vec![1.0, 2.0, 3.0]);
+    assert_eq!(db.read_cache_stats().read_hits, hits + 1);
+    writer.delete(ids[1]).await.unwrap();
+    let mut p = BTreeMap::new();
+    p.insert("n".to_owned(), Some(Value::Float64(10.0)));
+    writer.patch(ids[0], p).await.unwrap();
+    writer.insert("items", item("g", 2.5)).unwrap();
+    assert_eq!(scan_ns(&mut writer, "g").await, vec![2.5, 3.0, 10.0]);
+    let patched = writer.get(ids[0]).await.unwrap().unwrap();
+    assert_eq!(patched.field("n"), Some(&Value::Float64(10.0)));
+    assert!(writer.get(ids[1]).await.unwrap().is_none());
+    // The cached committed rows are unchanged by the writer's overlay.
+    assert_eq!(scan_ns(&mut reader, "g").await, vec![1.0, 2.0, 3.0]);
+    db.commit(writer).await.unwrap();
+    let mut after = db.begin(false).await.unwrap();
+    assert_eq!(scan_ns(&mut after, "g").await, vec![2.5, 3.0, 10.0]);
+}
+
+#[tokio::test]
+async fn versions_cached_at_commit_equal_their_stored_decoding() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = common::open(dir.path()).await;
+    let mut tx = db.begin(true).await.unwrap();
+    let tags = Value::Array(vec![Value::from("ü ✓"), Value::from("\"quoted\"\n")]);
+    let id = tx
+        .insert(
+            "items",
+            Value::object([
+                ("group".to_owned(), Value::from("g")),
+                ("n".to_owned(), Value::Float64(-1.5e300)),
+                ("tags".to_owned(), tags),
+            ]),
+        )
+        .unwrap();
+    db.commit(tx).await.unwrap();
+
+    let before = db.read_cache_stats();
+    let mut tx = db.begin(false).await.unwrap();
+    let cached = tx.get(id).await.unwrap().unwrap();
+    let after = db.read_cache_stats();
+    assert_eq!(
+        after.document_hits - before.document_hits,
+        1,
+        "the committer cached the version: {after:?}"
+    );
+    let stored = db
+        .persistence()
+        .snapshot()
+        .await
+        .unwrap()
+        .get(&id.to_bytes())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(cached, Document::from_stored(&stored).unwrap());
+}
