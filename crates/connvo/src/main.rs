@@ -28,7 +28,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
-use database::{Database, DatabaseOptions, RandomIds, SystemClock};
+use database::{Database, DatabaseOptions, RandomIds, ReadCacheLimits, SystemClock};
 use persistence::Persistence;
 use persistence_postgres::{PostgresOptions, PostgresPersistence};
 use persistence_sqlite::{SqliteOptions, SqlitePersistence};
@@ -156,6 +156,11 @@ struct ServeArgs {
     /// SQLite durability: `full` fsyncs each commit group; `normal` survives process crashes only.
     #[arg(long, env = "CONNVO_SQLITE_SYNC", value_enum, default_value_t = SqliteSync::Full)]
     sqlite_sync: SqliteSync,
+    /// Memory for the engine's read caches in MiB (decoded document versions
+    /// and reads shared by queries re-run at one snapshot; 0 disables them).
+    /// More saves CPU with many live meetings, at this much RSS.
+    #[arg(long, env = "CONNVO_READ_CACHE_MIB", default_value_t = 8)]
+    read_cache_mib: usize,
     /// How long commit-log entries are kept, in seconds. Nodes follow the
     /// log to update their subscribers; one that falls further behind than
     /// this (stopped, partitioned) re-runs its live queries instead.
@@ -309,7 +314,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         schema,
         Arc::new(SystemClock),
         Arc::new(RandomIds),
-        DatabaseOptions::default(),
+        DatabaseOptions {
+            read_cache: ReadCacheLimits::total_mib(args.read_cache_mib),
+            ..DatabaseOptions::default()
+        },
     )
     .await
     .map_err(|e| anyhow::anyhow!("opening the database: {e}"))?;

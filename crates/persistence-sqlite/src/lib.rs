@@ -156,10 +156,6 @@ impl Persistence for SqlitePersistence {
         "sqlite"
     }
 
-    fn writes_in_process(&self) -> bool {
-        true
-    }
-
     async fn snapshot(&self) -> Result<Arc<dyn Snapshot>> {
         Ok(Arc::new(SqliteSnapshot::open(&self.readers).await?))
     }

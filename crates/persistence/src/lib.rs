@@ -183,14 +183,6 @@ pub trait Persistence: Send + Sync + 'static {
     /// A short name for logs and metrics (`"sqlite"`, `"postgres"`).
     fn kind(&self) -> &'static str;
 
-    /// Whether writing is CPU work inside this process (an embedded
-    /// database) rather than a round trip to a server. The engine then runs
-    /// its committer on a thread of its own, so that the one serial writer
-    /// does not queue behind the request tasks on a busy runtime.
-    fn writes_in_process(&self) -> bool {
-        false
-    }
-
     /// Opens a consistent read snapshot of the newest committed state.
     async fn snapshot(&self) -> Result<Arc<dyn Snapshot>>;
 
