@@ -281,7 +281,7 @@ impl Transaction {
             },
             bucket: Some(key),
         })?;
-        let cache = Arc::clone(&self.env.cache);
+        let cache = &self.env.cache;
         let key = ReadKey::Get {
             ts: self.snapshot.ts(),
             id: id_bytes,
