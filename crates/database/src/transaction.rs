@@ -92,6 +92,27 @@ pub struct PendingWrite {
     pub old: Option<Document>,
     /// The new version (`None` for a delete).
     pub new: Option<Document>,
+    /// Keys of `new` per index, computed when a scan of this transaction
+    /// first overlays the write on that index (a batch mutation that scans
+    /// once per inserted document would otherwise re-encode every earlier
+    /// insert's keys on every scan). Cleared whenever `new` changes.
+    overlay_keys: Vec<(persistence::IndexId, Vec<IndexKey>)>,
+}
+
+impl PendingWrite {
+    /// The new version and its keys in `index` (memoized); `None` for a
+    /// delete.
+    fn new_keys(&mut self, index: &IndexDef) -> Option<(&Document, &[IndexKey])> {
+        let new = self.new.as_ref()?;
+        let at = match self.overlay_keys.iter().position(|(id, _)| *id == index.id) {
+            Some(at) => at,
+            None => {
+                self.overlay_keys.push((index.id, index_keys(index, new)));
+                self.overlay_keys.len() - 1
+            }
+        };
+        Some((new, &self.overlay_keys[at].1))
+    }
 }
 
 /// Counters checked against [`crate::limits`].
@@ -384,12 +405,16 @@ impl Transaction {
                 exhausted: false,
             });
         }
-        let pending: Vec<&PendingWrite> = self
+        // Only a pending write that replaces or deletes a committed document
+        // can hide a committed row of the range (its committed version is
+        // skipped below), so only those need extra rows fetched; inserts
+        // never hide anything.
+        let hiding = self
             .writes
             .values()
-            .filter(|w| w.table.number == table.number)
-            .collect();
-        let fetch = limit.saturating_add(pending.len());
+            .filter(|w| w.table.number == table.number && w.old.is_some())
+            .count();
+        let fetch = limit.saturating_add(hiding);
         let committed = self.committed_scan(index.id, &range, order, fetch).await?;
         let persisted_exhausted = committed.rows.len() < fetch;
         let horizon = committed.rows.last().map(|(key, _)| key.clone());
@@ -402,20 +427,25 @@ impl Transaction {
             }
             rows.push((key.clone(), doc.clone()));
         }
-        for w in pending {
-            let Some(new) = &w.new else { continue };
+        for w in self.writes.values_mut() {
+            if w.table.number != table.number {
+                continue;
+            }
+            let Some((new, keys)) = w.new_keys(index) else {
+                continue;
+            };
             // A search index has one key per term; several may lie in range.
-            for IndexKey { bytes: key, .. } in index_keys(index, new) {
-                if !range.contains(&key) {
+            for IndexKey { bytes: key, .. } in keys {
+                if !range.contains(key) {
                     continue;
                 }
                 let within = persisted_exhausted
                     || horizon.as_ref().is_some_and(|h| match order {
-                        Order::Asc => key <= *h,
-                        Order::Desc => key >= *h,
+                        Order::Asc => key <= h,
+                        Order::Desc => key >= h,
                     });
                 if within {
-                    rows.push((key, new.clone()));
+                    rows.push((key.clone(), new.clone()));
                 }
             }
         }
@@ -547,7 +577,10 @@ impl Transaction {
         }
         let key = id.to_bytes();
         match self.writes.get_mut(&key) {
-            Some(existing) => existing.new = new,
+            Some(existing) => {
+                existing.new = new;
+                existing.overlay_keys.clear();
+            }
             None => {
                 self.writes.insert(
                     key,
@@ -556,6 +589,7 @@ impl Transaction {
                         id,
                         old,
                         new,
+                        overlay_keys: Vec::new(),
                     },
                 );
             }

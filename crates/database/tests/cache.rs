@@ -1,7 +1,8 @@
 //! The engine's read caches return exactly what storage holds: reads at one
 //! snapshot timestamp are shared, later snapshots see later commits, pending
 //! writes still overlay cached rows, and versions cached by the committer
-//! equal their stored decoding.
+//! equal their stored decoding; a limited scan fetches extra committed rows
+//! only for pending writes that can hide one.
 #![allow(missing_docs)]
 
 mod common;
@@ -129,4 +130,72 @@ async fn versions_cached_at_commit_equal_their_stored_decoding() {
         .unwrap()
         .unwrap();
     assert_eq!(cached, Document::from_stored(&stored).unwrap());
+}
+
+/// `n` of the first `limit` rows of group `g` in `order`, and how many
+/// committed rows the scan fetched from storage.
+async fn scan_limited(
+    tx: &mut database::Transaction,
+    order: Order,
+    limit: usize,
+) -> (Vec<f64>, usize) {
+    let table = std::sync::Arc::clone(tx.schema().table("items").unwrap());
+    let index = table.index("by_group_n").unwrap().clone();
+    let (range, bucket) = database::IndexRange::all()
+        .eq("group", "g")
+        .compile(&index)
+        .unwrap();
+    let before = tx.stats().documents_scanned;
+    let res = tx
+        .scan(&table, &index, &range, bucket, order, None, limit)
+        .await
+        .unwrap();
+    let ns = res
+        .rows
+        .iter()
+        .map(|(_, d)| d.field("n").and_then(Value::as_f64).unwrap())
+        .collect();
+    (ns, tx.stats().documents_scanned - before)
+}
+
+#[tokio::test]
+async fn pending_inserts_do_not_widen_a_limited_scan() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = common::open(dir.path()).await;
+    let ns: Vec<f64> = (1..=50).map(f64::from).collect();
+    let ids = seed(&db, &ns).await;
+
+    let mut tx = db.begin(true).await.unwrap();
+    // A batch mutation: insert, then look at the newest row, 30 times.
+    for i in 1..=30 {
+        let n = 100.0 + f64::from(i);
+        tx.insert("items", item("g", n)).unwrap();
+        let (newest, fetched) = scan_limited(&mut tx, Order::Desc, 1).await;
+        assert_eq!(newest, vec![n]);
+        assert_eq!(fetched, 1, "inserts cannot hide committed rows");
+    }
+    let (oldest, fetched) = scan_limited(&mut tx, Order::Asc, 3).await;
+    assert_eq!(oldest, vec![1.0, 2.0, 3.0]);
+    assert_eq!(fetched, 3);
+
+    // Writes to committed documents can hide committed rows: one extra row
+    // is fetched per such write, and the results stay exact.
+    let mut p = BTreeMap::new();
+    p.insert("n".to_owned(), Some(Value::Float64(1000.0)));
+    tx.patch(ids[0], p).await.unwrap();
+    tx.delete(ids[1]).await.unwrap();
+    let (oldest, fetched) = scan_limited(&mut tx, Order::Asc, 3).await;
+    assert_eq!(oldest, vec![3.0, 4.0, 5.0]);
+    assert_eq!(fetched, 5);
+    let (newest, _) = scan_limited(&mut tx, Order::Desc, 2).await;
+    assert_eq!(newest, vec![1000.0, 130.0]);
+    // A pending insert patched again is overlaid with its latest keys.
+    let id = tx.insert("items", item("g", 0.5)).unwrap();
+    assert_eq!(scan_limited(&mut tx, Order::Asc, 1).await.0, vec![0.5]);
+    let mut p = BTreeMap::new();
+    p.insert("n".to_owned(), Some(Value::Float64(2000.0)));
+    tx.patch(id, p).await.unwrap();
+    assert_eq!(scan_limited(&mut tx, Order::Asc, 1).await.0, vec![3.0]);
+    assert_eq!(scan_limited(&mut tx, Order::Desc, 1).await.0, vec![2000.0]);
+    db.commit(tx).await.unwrap();
 }

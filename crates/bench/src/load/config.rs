@@ -47,6 +47,14 @@ pub struct LoadArgs {
     /// (`transcripts/ingestion:ingestTranscriptChunk`).
     #[arg(long, default_value_t = 0.0)]
     pub transcript_rate: f64,
+    /// Chunks per transcript update: above 1, each update is one
+    /// `transcripts/ingestion:ingestTranscriptBatch` mutation carrying this
+    /// many chunks (1–200), so `--transcript-rate` counts batches and the
+    /// durable transcript write rate is rate × batch × meetings. Every
+    /// chunk is still tracked (and checked for loss and order) on its own.
+    /// The server allows a user 5 batches/s sustained (300 per minute).
+    #[arg(long, default_value_t = 1)]
+    pub transcript_batch: usize,
     /// Note operations per second per meeting
     /// (`notes/mutations:applyNoteOperation`).
     #[arg(long, default_value_t = 0.0)]
@@ -94,6 +102,15 @@ pub struct LoadArgs {
 }
 
 impl LoadArgs {
+    /// The `limit` of each subscriber's transcript window: at least twice
+    /// the batch, so one batch never overflows a freshly moved window, and
+    /// at most the query's cap of 500.
+    pub fn effective_transcript_window(&self) -> usize {
+        self.transcript_window
+            .max(2 * self.transcript_batch)
+            .min(500)
+    }
+
     /// Checks option combinations clap cannot express.
     pub fn validate(&self) -> anyhow::Result<()> {
         if self.url.is_empty() && !self.spawn {
@@ -116,6 +133,14 @@ impl LoadArgs {
             if !rate.is_finite() || rate < 0.0 {
                 anyhow::bail!("{name} must be a non-negative number");
             }
+        }
+        if !(1..=200).contains(&self.transcript_batch) {
+            anyhow::bail!("--transcript-batch must be between 1 and 200");
+        }
+        if self.transcript_batch > 1 && self.transcript_rate > 5.0 {
+            anyhow::bail!(
+                "with --transcript-batch, --transcript-rate counts batches; the server's rate limit is 5 batches/s per user (300 per minute)"
+            );
         }
         if !(self.duration.is_finite() && self.duration > 0.0) {
             anyhow::bail!("--duration must be positive");

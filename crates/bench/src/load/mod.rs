@@ -92,6 +92,12 @@ pub struct Results {
     pub query_paths: serde_json::Value,
     /// Server-side `connvo_transition_seconds` quantiles (worst), ms.
     pub transition_ms: Quantiles,
+    /// Server-side `connvo_commit_group_seconds` quantiles: one group
+    /// commit (validation, writes and the durable sync), ms.
+    pub commit_ms: Quantiles,
+    /// Acknowledged transcript chunks per second (each chunk is one
+    /// durable `transcripts` document).
+    pub transcript_writes_per_s: f64,
     /// Deliveries of measured updates per second.
     pub deliveries_per_s: f64,
     /// Acknowledged measured updates per second.
@@ -184,7 +190,12 @@ async fn run_async(args: LoadArgs) -> anyhow::Result<bool> {
     let mut jobs = Vec::with_capacity(connections);
     for (mi, m) in meetings.iter().enumerate() {
         for p in &m.participants {
-            let sub = Subscriber::new(mi, m.id.clone(), counters.clone(), args.transcript_window);
+            let sub = Subscriber::new(
+                mi,
+                m.id.clone(),
+                counters.clone(),
+                args.effective_transcript_window(),
+            );
             subscribers.push((mi, sub.clone()));
             let conn = p.conn.clone();
             let streams = streams.clone();
@@ -228,6 +239,7 @@ async fn run_async(args: LoadArgs) -> anyhow::Result<bool> {
                 counters: counters.clone(),
                 errors: errors.clone(),
                 payload_bytes: args.payload_bytes,
+                transcript_batch: args.transcript_batch,
             };
             let missed = missed.clone();
             // Spread the first tick of the meetings over one period.
@@ -347,7 +359,8 @@ async fn run_async(args: LoadArgs) -> anyhow::Result<bool> {
             "duration": args.duration,
             "warmup": args.warmup,
             "payloadBytes": args.payload_bytes,
-            "transcriptWindow": args.transcript_window,
+            "transcriptWindow": args.effective_transcript_window(),
+            "transcriptBatch": args.transcript_batch,
             "nodes": target.urls.len(),
             "spawned": args.spawn,
             "sqliteSync": if args.database_url.is_some() { "n/a (postgres)" } else { args.sqlite_sync.as_str() },
@@ -401,7 +414,8 @@ async fn run_async(args: LoadArgs) -> anyhow::Result<bool> {
         let (q, paths) = metrics::query_quantiles(end);
         r.query_ms = q;
         r.query_paths = paths;
-        r.transition_ms = transition_quantiles(end);
+        r.transition_ms = summary_quantiles(end, "connvo_transition_seconds");
+        r.commit_ms = summary_quantiles(end, "connvo_commit_group_seconds");
         if let Some(start) = &prom_at_start {
             let secs = args.duration;
             let d = |name: &str| {
@@ -459,12 +473,10 @@ fn rate_of(args: &LoadArgs, kind: Kind) -> f64 {
     }
 }
 
-fn transition_quantiles(samples: &[metrics::PromSample]) -> Quantiles {
+/// Quantiles (ms) of a server summary, the worst over nodes and labels.
+fn summary_quantiles(samples: &[metrics::PromSample], name: &str) -> Quantiles {
     let mut q = Quantiles::default();
-    for s in samples
-        .iter()
-        .filter(|s| s.name == "connvo_transition_seconds")
-    {
+    for s in samples.iter().filter(|s| s.name == name) {
         let ms = s.value * 1000.0;
         match s.labels.get("quantile").map(String::as_str) {
             Some("0.5") => q.p50 = q.p50.max(ms),
@@ -573,6 +585,9 @@ fn evaluate(
         r.malformed += bad;
         r.deliveries_per_s += delivered as f64 / r.duration_secs;
         r.commits_per_s += acked_in_window as f64 / r.duration_secs;
+        if kind == Kind::Transcript {
+            r.transcript_writes_per_s = acked_in_window as f64 / r.duration_secs;
+        }
     }
     r.delivery_ms = Quantiles::from_us(&mut delivery);
     r.delivery_from_send_ms = Quantiles::from_us(&mut from_send);

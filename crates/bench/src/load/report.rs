@@ -33,6 +33,8 @@ pub fn to_json(r: &Results) -> Value {
         "query_ms": r.query_ms.to_json(),
         "query_ms_by_path": r.query_paths,
         "transition_ms": r.transition_ms.to_json(),
+        "commit_ms": r.commit_ms.to_json(),
+        "transcript_writes_per_s": round(r.transcript_writes_per_s, 1),
         "deliveries_per_s": round(r.deliveries_per_s, 1),
         "commits_per_s": round(r.commits_per_s, 1),
         "server_commits_per_s": r.server_commits_per_s.map(|x| round(x, 1)),
@@ -118,6 +120,11 @@ pub fn to_md(r: &Results) -> String {
         "transition computation (server)",
         &r.transition_ms,
     );
+    q_row(
+        &mut out,
+        "group commit: validate, write, sync (server)",
+        &r.commit_ms,
+    );
     out.push_str("\n| figure | value |\n|---|---:|\n");
     let opt = |x: Option<f64>, d: usize| x.map_or("n/a".to_owned(), |x| format!("{x:.d$}"));
     let rows: Vec<(&str, String)> = vec![
@@ -128,6 +135,10 @@ pub fn to_md(r: &Results) -> String {
         (
             "server commits/s (/metrics)",
             opt(r.server_commits_per_s, 0),
+        ),
+        (
+            "durable transcript writes/s (acknowledged chunks)",
+            format!("{:.0}", r.transcript_writes_per_s),
         ),
         ("deliveries/s", format!("{:.0}", r.deliveries_per_s)),
         (

@@ -143,6 +143,8 @@ pub struct Writer {
     pub errors: Arc<ErrorSamples>,
     /// Approximate text size of an update.
     pub payload_bytes: usize,
+    /// Chunks per transcript mutation (1: `ingestTranscriptChunk`).
+    pub transcript_batch: usize,
 }
 
 impl Writer {
@@ -152,6 +154,29 @@ impl Writer {
     }
 }
 
+fn update_text(meeting_index: usize, seq: u32, payload_bytes: usize) -> String {
+    let tag = send_tag(meeting_index, seq);
+    let mut text = tag.clone();
+    while text.len() < payload_bytes {
+        text.push_str("lorem ipsum ");
+    }
+    // ASCII only, so any length is a char boundary.
+    text.truncate(payload_bytes.max(tag.len()));
+    text.trim_end().to_owned()
+}
+
+fn transcript_chunk(text: String, seq: u32) -> Value {
+    let t = f64::from(seq) * 1000.0;
+    json!({
+        "text": text,
+        "confidence": 0.9,
+        "startTime": t,
+        "endTime": t + 900.0,
+    })
+}
+
+/// Queues one mutation carrying `batch` updates (send ids `first ..
+/// first + batch`); `batch` is above 1 only for batched transcripts.
 fn send_update(w: &Writer, kind: Kind) {
     let Writer {
         conn,
@@ -161,68 +186,93 @@ fn send_update(w: &Writer, kind: Kind) {
         counters,
         errors,
         payload_bytes,
+        transcript_batch,
     } = w;
     let (meeting_index, payload_bytes) = (*meeting_index, *payload_bytes);
-    let seq = {
-        let mut l = log.kinds[kind.index()].lock();
-        l.sent.push(Instant::now());
-        l.acked.push(None);
-        l.failed.push(false);
-        l.sent.len() as u32
+    let batch = if kind == Kind::Transcript {
+        (*transcript_batch).max(1)
+    } else {
+        1
     };
-    let tag = send_tag(meeting_index, seq);
-    let mut text = tag.clone();
-    while text.len() < payload_bytes {
-        text.push_str("lorem ipsum ");
-    }
-    // ASCII only, so any length is a char boundary.
-    text.truncate(payload_bytes.max(tag.len()));
-    let text = text.trim_end().to_owned();
-    let args = match kind {
-        Kind::Chat => json!({ "meetingId": meeting_id, "content": text }),
-        Kind::Transcript => {
-            let t = f64::from(seq) * 1000.0;
+    let first = {
+        let mut l = log.kinds[kind.index()].lock();
+        let now = Instant::now();
+        for _ in 0..batch {
+            l.sent.push(now);
+            l.acked.push(None);
+            l.failed.push(false);
+        }
+        (l.sent.len() - batch + 1) as u32
+    };
+    let seqs = first..first + batch as u32;
+    let (path, args) = match kind {
+        Kind::Chat => (
+            kind.mutation_path(),
+            json!({ "meetingId": meeting_id, "content": update_text(meeting_index, first, payload_bytes) }),
+        ),
+        Kind::Transcript if batch > 1 => (
+            "transcripts/ingestion:ingestTranscriptBatch",
             json!({
                 "meetingId": meeting_id,
-                "text": text,
-                "confidence": 0.9,
-                "startTime": t,
-                "endTime": t + 900.0,
-            })
+                "chunks": seqs
+                    .clone()
+                    .map(|seq| transcript_chunk(update_text(meeting_index, seq, payload_bytes), seq))
+                    .collect::<Vec<_>>(),
+            }),
+        ),
+        Kind::Transcript => {
+            let mut args =
+                transcript_chunk(update_text(meeting_index, first, payload_bytes), first);
+            args["meetingId"] = json!(meeting_id);
+            (kind.mutation_path(), args)
         }
-        Kind::Notes => json!({
-            "meetingId": meeting_id,
-            "operation": { "type": "insert", "position": 0.0, "content": format!("{text}\n") },
-            "clientSequence": log.notes_head.load(Ordering::SeqCst) as f64,
-        }),
+        Kind::Notes => (
+            kind.mutation_path(),
+            json!({
+                "meetingId": meeting_id,
+                "operation": {
+                    "type": "insert",
+                    "position": 0.0,
+                    "content": format!("{}\n", update_text(meeting_index, first, payload_bytes)),
+                },
+                "clientSequence": log.notes_head.load(Ordering::SeqCst) as f64,
+            }),
+        ),
     };
-    counters.sent.fetch_add(1, Ordering::Relaxed);
+    let n = batch as u64;
+    counters.sent.fetch_add(n, Ordering::Relaxed);
     let (log2, counters2, errors2) = (log.clone(), counters.clone(), errors.clone());
+    let acked_seqs = seqs.clone();
     let ack = Ack::Record(Box::new(move |at, outcome| {
-        let idx = (seq - 1) as usize;
         let mut l = log2.kinds[kind.index()].lock();
         match outcome {
             Ok(value) => {
                 if let Some(head) = value.get("serverSequence").and_then(Value::as_f64) {
                     log2.notes_head.fetch_max(head as u64, Ordering::SeqCst);
                 }
-                l.acked[idx] = Some(at);
-                counters2.acked.fetch_add(1, Ordering::Relaxed);
+                for seq in acked_seqs {
+                    l.acked[(seq - 1) as usize] = Some(at);
+                }
+                counters2.acked.fetch_add(n, Ordering::Relaxed);
             }
             Err(msg) => {
-                l.failed[idx] = true;
-                counters2.failed.fetch_add(1, Ordering::Relaxed);
+                for seq in acked_seqs {
+                    l.failed[(seq - 1) as usize] = true;
+                }
+                counters2.failed.fetch_add(n, Ordering::Relaxed);
                 let mut e = errors2.lock();
                 if e.len() < 5 {
-                    e.push(format!("{}: {msg}", kind.mutation_path()));
+                    e.push(format!("{path}: {msg}"));
                 }
             }
         }
     }));
-    if conn.mutation_with(kind.mutation_path(), args, ack).is_err() {
+    if conn.mutation_with(path, args, ack).is_err() {
         let mut l = log.kinds[kind.index()].lock();
-        l.failed[(seq - 1) as usize] = true;
-        counters.failed.fetch_add(1, Ordering::Relaxed);
+        for seq in seqs {
+            l.failed[(seq - 1) as usize] = true;
+        }
+        counters.failed.fetch_add(n, Ordering::Relaxed);
     }
 }
 
