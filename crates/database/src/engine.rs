@@ -68,7 +68,7 @@ use values::DocumentId;
 
 use crate::cache::{ReadCache, ReadCacheLimits};
 use crate::document::{Document, IndexKey, index_keys};
-use crate::readset::{WriteFilter, WriteSet, WrittenKey};
+use crate::readset::{ReadProbe, WriteFilter, WriteSet, WrittenKey};
 use crate::schema::{BY_ID, IndexKind, Schema};
 use crate::subscriptions::{SubscriptionManager, WriteLogLimits};
 use crate::transaction::{CommitRequest, PendingWrite, Transaction, TxEnv};
@@ -98,8 +98,18 @@ impl Default for DatabaseOptions {
     }
 }
 
+/// A transaction waiting for the committer, with everything about it that
+/// does not depend on the commit timestamp already computed by the task
+/// that ran it (so the one committer only validates, stamps and writes).
 struct Pending {
     request: CommitRequest,
+    /// The storage record (its `ts` is set by the committer).
+    record: CommitRecord,
+    /// The write set (keys sorted) and its filter.
+    writes: WriteSet,
+    filter: WriteFilter,
+    /// The read set's probe, for validation.
+    probe: ReadProbe,
     reply: oneshot::Sender<Result<Timestamp>>,
 }
 
@@ -256,10 +266,20 @@ impl Database {
             return Ok(tx.ts());
         }
         let (reply, rx) = oneshot::channel();
+        let request = tx.into_commit();
+        // Off the committer's serial path: encoding documents and index keys
+        // costs about as much as writing them to SQLite.
+        let (record, writes) = build_record(Timestamp::ZERO, &request.writes);
+        let filter = WriteFilter::of(&writes);
+        let probe = request.read_set.probe();
         self.inner
             .commits
             .send(Pending {
-                request: tx.into_commit(),
+                request,
+                record,
+                writes,
+                filter,
+                probe,
                 reply,
             })
             .await
@@ -492,6 +512,7 @@ fn build_record(ts: Timestamp, writes: &[PendingWrite]) -> (CommitRecord, WriteS
             );
         }
     }
+    ws.sort();
     let log = ws.encode();
     (
         CommitRecord {
@@ -572,22 +593,18 @@ async fn commit_group(
         // Wall time per phase, summed over the group (`validate` includes
         // waiting for the subscription manager's lock).
         let mut validate = Duration::ZERO;
-        let mut build = Duration::ZERO;
         let mut write = Duration::ZERO;
         metrics::histogram!("connvo_commit_phase_seconds", "phase" => "begin")
             .record(phase.elapsed().as_secs_f64());
-        for (i, pending) in group.iter().enumerate() {
+        for (i, pending) in group.iter_mut().enumerate() {
             let started = Instant::now();
             let req = &pending.request;
             let conflicts = subscriptions
-                .first_conflict(req.read_ts, &req.read_set)
+                .first_conflict_probed(req.read_ts, &req.read_set, &pending.probe)
                 .is_some()
-                || {
-                    let probe = req.read_set.probe();
-                    accepted
-                        .iter()
-                        .any(|(_, ws, filter)| req.read_set.overlaps_filtered(&probe, ws, filter))
-                };
+                || accepted.iter().any(|(_, ws, filter)| {
+                    req.read_set.overlaps_filtered(&pending.probe, ws, filter)
+                });
             let built = Instant::now();
             validate += built - started;
             if conflicts {
@@ -595,22 +612,23 @@ async fn commit_group(
                 continue;
             }
             let ts = Timestamp(clock.now_nanos().max(last_ts.0 + 1));
-            let (record, ws) = build_record(ts, &req.writes);
-            let written = Instant::now();
-            build += written - built;
-            wtx.write(&record).await?;
-            write += written.elapsed();
-            for (w, stored) in req.writes.iter().zip(&record.documents) {
+            pending.record.ts = ts;
+            wtx.write(&pending.record).await?;
+            write += built.elapsed();
+            for (w, stored) in req.writes.iter().zip(&pending.record.documents) {
                 if let (Some(doc), Some(json)) = (&w.new, &stored.json) {
                     versions.push((w.id, ts, doc.clone(), json.len()));
                 }
             }
             *last_ts = ts;
             outcomes[i] = Some(Ok(ts));
-            let filter = WriteFilter::of(&ws);
-            accepted.push((ts, Arc::new(ws), filter));
+            accepted.push((
+                ts,
+                Arc::new(std::mem::take(&mut pending.writes)),
+                pending.filter,
+            ));
         }
-        for (phase, took) in [("validate", validate), ("build", build), ("write", write)] {
+        for (phase, took) in [("validate", validate), ("write", write)] {
             metrics::histogram!("connvo_commit_phase_seconds", "phase" => phase)
                 .record(took.as_secs_f64());
         }

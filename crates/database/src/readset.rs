@@ -16,6 +16,11 @@
 //! transaction. A [`WriteFilter`] (computed once per write set) and a
 //! [`ReadProbe`] (once per read set) rule out almost all of them with a few
 //! bit tests; only a possible overlap pays for the exact key comparison.
+//! That comparison is a merge of two sorted lists: the probe holds the read
+//! intervals per index sorted and merged, and a write set's keys are sorted
+//! by `(index, key)` when it is built, so a check costs `min(R, W) · log
+//! max(R, W)` instead of `R · W` (a 200-chunk batch ingest reads ~200
+//! intervals and writes ~2,600 keys).
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
@@ -78,22 +83,27 @@ impl ReadSet {
 
     /// The bit patterns [`ReadProbe::may_overlap`] tests write filters with.
     pub fn probe(&self) -> ReadProbe {
+        let mut checks: Vec<(u64, [u64; 4])> = self
+            .intervals
+            .iter()
+            .map(|r| {
+                let bits = match &r.bucket {
+                    Some(bucket) => bucket_bits(r.index, bucket),
+                    None => [0; 4],
+                };
+                (index_bit(r.index), bits)
+            })
+            .collect();
+        // Many intervals share one bucket (every read of one meeting).
+        checks.sort_unstable();
+        checks.dedup();
         ReadProbe {
             indexes: self
                 .intervals
                 .iter()
                 .fold(0, |bits, r| bits | index_bit(r.index)),
-            checks: self
-                .intervals
-                .iter()
-                .map(|r| {
-                    let bits = match &r.bucket {
-                        Some(bucket) => bucket_bits(r.index, bucket),
-                        None => [0; 4],
-                    };
-                    (index_bit(r.index), bits)
-                })
-                .collect(),
+            checks,
+            ranges: merge_intervals(&self.intervals),
         }
     }
 
@@ -110,6 +120,9 @@ impl ReadSet {
     ) -> bool {
         if !probe.may_overlap(filter) {
             return false;
+        }
+        if filter.sorted {
+            return probe.overlaps_sorted(writes);
         }
         if self.intervals.len() > LINEAR_INTERVALS {
             return self.overlaps(writes);
@@ -146,6 +159,47 @@ impl ReadSet {
     }
 }
 
+/// `intervals` as disjoint ranges sorted by `(index, start)`: overlapping or
+/// touching ranges of one index are merged and empty ones dropped, so a key
+/// lies in the read set exactly when it lies in the last range starting at
+/// or before it.
+fn merge_intervals(intervals: &[ReadInterval]) -> Vec<(IndexId, KeyRange)> {
+    let mut sorted: Vec<(IndexId, &KeyRange)> = intervals
+        .iter()
+        .filter(|r| r.range.end.as_ref().is_none_or(|end| r.range.start < *end))
+        .map(|r| (r.index, &r.range))
+        .collect();
+    sorted.sort_unstable_by(|a, b| (a.0, &a.1.start).cmp(&(b.0, &b.1.start)));
+    let mut merged: Vec<(IndexId, KeyRange)> = Vec::with_capacity(sorted.len());
+    for (index, range) in sorted {
+        if let Some((last_index, last)) = merged.last_mut()
+            && *last_index == index
+        {
+            // `last.start <= range.start` by the sort order.
+            match &last.end {
+                None => continue,
+                Some(end) if range.start <= *end => {
+                    last.end = match &range.end {
+                        None => None,
+                        Some(e) if e > end => Some(e.clone()),
+                        Some(_) => Some(end.clone()),
+                    };
+                    continue;
+                }
+                Some(_) => {}
+            }
+        }
+        merged.push((index, range.clone()));
+    }
+    merged
+}
+
+/// Orders written keys by `(index, key)`, the order [`WriteSet`]s are built
+/// in and [`ReadProbe::overlaps_sorted`] searches.
+fn key_order(a: &WrittenKey, b: &WrittenKey) -> std::cmp::Ordering {
+    (a.index, &a.key).cmp(&(b.index, &b.key))
+}
+
 /// The bit of an index in [`WriteFilter::indexes`].
 fn index_bit(index: IndexId) -> u64 {
     1u64 << (index.0 % 64)
@@ -172,6 +226,9 @@ fn bucket_bits(index: IndexId, bucket: &[u8]) -> [u64; 4] {
 pub struct WriteFilter {
     indexes: u64,
     buckets: [u64; 4],
+    /// Whether the write set's keys are sorted by `(index, key)` (they are
+    /// when the engine built or decoded it), enabling binary searches.
+    sorted: bool,
 }
 
 impl WriteFilter {
@@ -185,6 +242,9 @@ impl WriteFilter {
                 *word |= mask;
             }
         }
+        filter.sorted = writes
+            .keys
+            .is_sorted_by(|a, b| key_order(a, b) != std::cmp::Ordering::Greater);
         filter
     }
 }
@@ -198,6 +258,8 @@ pub struct ReadProbe {
     /// The union of the intervals' index bits.
     indexes: u64,
     checks: Vec<(u64, [u64; 4])>,
+    /// The intervals, merged (see [`merge_intervals`]).
+    ranges: Vec<(IndexId, KeyRange)>,
 }
 
 impl ReadProbe {
@@ -212,6 +274,33 @@ impl ReadProbe {
                     .zip(bits)
                     .all(|(word, mask)| word & mask == *mask)
         })
+    }
+
+    /// Whether a key of `writes` (sorted by `(index, key)`) lies in one of
+    /// the probe's ranges: binary searches from the shorter side.
+    fn overlaps_sorted(&self, writes: &WriteSet) -> bool {
+        let keys = &writes.keys;
+        if self.ranges.len() <= keys.len() {
+            self.ranges.iter().any(|(index, range)| {
+                let at = keys
+                    .partition_point(|k| (k.index, k.key.as_slice()) < (*index, &range.start[..]));
+                keys.get(at).is_some_and(|k| {
+                    k.index == *index && range.end.as_ref().is_none_or(|end| k.key < *end)
+                })
+            })
+        } else {
+            keys.iter().any(|k| {
+                self.indexes & index_bit(k.index) != 0 && {
+                    let at = self.ranges.partition_point(|(index, range)| {
+                        (*index, range.start.as_slice()) <= (k.index, k.key.as_slice())
+                    });
+                    at > 0 && {
+                        let (index, range) = &self.ranges[at - 1];
+                        *index == k.index && range.end.as_ref().is_none_or(|end| k.key < *end)
+                    }
+                }
+            })
+        }
     }
 }
 
@@ -236,13 +325,20 @@ impl WrittenKey {
 /// Every index key a commit touched.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct WriteSet {
-    /// The keys, in no particular order.
+    /// The keys; the engine keeps them sorted by `(index, key)` (see
+    /// [`WriteSet::sort`]), which makes overlap checks binary searches. Any
+    /// order is correct, unsorted sets are only checked more slowly.
     pub keys: Vec<WrittenKey>,
 }
 
 const WRITE_SET_VERSION: u8 = 1;
 
 impl WriteSet {
+    /// Sorts the keys by `(index, key)`.
+    pub fn sort(&mut self) {
+        self.keys.sort_unstable_by(key_order);
+    }
+
     /// Serializes the write set for the commit log (a compact binary form:
     /// version, count, then `index u32 | first_len u32 | key_len u32 | key`).
     pub fn encode(&self) -> Vec<u8> {
@@ -288,7 +384,9 @@ impl WriteSet {
                 first_len,
             });
         }
-        Ok(Self { keys })
+        let mut ws = Self { keys };
+        ws.sort();
+        Ok(ws)
     }
 }
 
@@ -350,7 +448,50 @@ mod tests {
             };
             let filter = WriteFilter::of(&ws);
             let probe = rs.probe();
-            proptest::prop_assert_eq!(rs.overlaps_filtered(&probe, &ws, &filter), rs.overlaps(&ws));
+            let naive = rs.overlaps(&ws);
+            proptest::prop_assert_eq!(rs.overlaps_filtered(&probe, &ws, &filter), naive);
+            // The same keys sorted take the binary-search path.
+            let mut sorted = ws.clone();
+            sorted.sort();
+            let filter = WriteFilter::of(&sorted);
+            proptest::prop_assert!(filter.sorted);
+            proptest::prop_assert_eq!(rs.overlaps_filtered(&probe, &sorted, &filter), naive);
+        }
+
+        /// Merged ranges hold exactly the keys of the intervals, for
+        /// nested, overlapping, touching, empty and unbounded intervals.
+        #[test]
+        fn merged_ranges_agree_with_the_intervals(
+            reads in proptest::collection::vec((0u32..3, 0u8..6, proptest::option::of(0u8..8)), 1..40),
+            writes in proptest::collection::vec((0u32..3, 0u8..9, proptest::option::of(0u8..3)), 1..60),
+        ) {
+            let mut rs = ReadSet::new();
+            for (index, start, end) in reads {
+                rs.add(ReadInterval {
+                    index: IndexId(index),
+                    range: KeyRange { start: vec![start], end: end.map(|e| vec![e]) },
+                    bucket: None,
+                });
+            }
+            let mut ws = WriteSet {
+                keys: writes
+                    .into_iter()
+                    .map(|(index, first, second)| WrittenKey {
+                        index: IndexId(index),
+                        key: std::iter::once(first).chain(second).collect(),
+                        first_len: 1,
+                    })
+                    .collect(),
+            };
+            ws.sort();
+            let probe = rs.probe();
+            // Each key on its own, and all of them at once (both search
+            // directions: fewer ranges than keys and the reverse).
+            for key in &ws.keys {
+                let one = WriteSet { keys: vec![key.clone()] };
+                proptest::prop_assert_eq!(probe.overlaps_sorted(&one), rs.overlaps(&one), "{:?}", key);
+            }
+            proptest::prop_assert_eq!(probe.overlaps_sorted(&ws), rs.overlaps(&ws));
         }
     }
 

@@ -26,7 +26,7 @@ use parking_lot::Mutex;
 use persistence::{IndexId, Timestamp};
 use tokio::sync::{Notify, watch};
 
-use crate::readset::{ReadInterval, ReadSet, WriteFilter, WriteSet};
+use crate::readset::{ReadInterval, ReadProbe, ReadSet, WriteFilter, WriteSet};
 
 /// How much history the write log keeps.
 #[derive(Debug, Clone, Copy)]
@@ -209,7 +209,7 @@ impl SubscriptionManager {
             state.invalidate(inner.horizon);
             return sub;
         }
-        if let Some(conflict) = inner.first_overlap_after(ts, &read_set) {
+        if let Some(conflict) = inner.first_overlap_after(ts, &read_set, &read_set.probe()) {
             state.invalidate(conflict);
             return sub;
         }
@@ -238,11 +238,22 @@ impl SubscriptionManager {
     /// The timestamp of the first logged commit after `ts` that writes into
     /// `read_set`, or `Some(horizon)` if the log no longer reaches back to `ts`.
     pub fn first_conflict(&self, ts: Timestamp, read_set: &ReadSet) -> Option<Timestamp> {
+        self.first_conflict_probed(ts, read_set, &read_set.probe())
+    }
+
+    /// [`SubscriptionManager::first_conflict`] with the read set's probe
+    /// already computed (the committer gets it from the transaction's task).
+    pub fn first_conflict_probed(
+        &self,
+        ts: Timestamp,
+        read_set: &ReadSet,
+        probe: &ReadProbe,
+    ) -> Option<Timestamp> {
         let inner = self.inner.lock();
         if ts < inner.horizon {
             return Some(inner.horizon);
         }
-        inner.first_overlap_after(ts, read_set)
+        inner.first_overlap_after(ts, read_set, probe)
     }
 
     /// Applies one commit: logs it and invalidates every overlapping
@@ -335,15 +346,19 @@ impl SubscriptionManager {
 }
 
 impl Inner {
-    fn first_overlap_after(&self, ts: Timestamp, read_set: &ReadSet) -> Option<Timestamp> {
+    fn first_overlap_after(
+        &self,
+        ts: Timestamp,
+        read_set: &ReadSet,
+        probe: &ReadProbe,
+    ) -> Option<Timestamp> {
         if read_set.is_empty() {
             return None;
         }
         let start = self.log.partition_point(|(t, _, _)| *t <= ts);
-        let probe = read_set.probe();
         self.log
             .range(start..)
-            .find(|(_, ws, filter)| read_set.overlaps_filtered(&probe, ws, filter))
+            .find(|(_, ws, filter)| read_set.overlaps_filtered(probe, ws, filter))
             .map(|(t, _, _)| *t)
     }
 
