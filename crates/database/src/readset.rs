@@ -451,7 +451,7 @@ mod tests {
             let naive = rs.overlaps(&ws);
             proptest::prop_assert_eq!(rs.overlaps_filtered(&probe, &ws, &filter), naive);
             // The same keys sorted take the binary-search path.
-            let mut sorted = ws.clone();
+            let mut sorted = ws;
             sorted.sort();
             let filter = WriteFilter::of(&sorted);
             proptest::prop_assert!(filter.sorted);
