@@ -329,6 +329,52 @@ async fn interim_chunks_are_replaced_by_their_final_text() {
 }
 
 #[tokio::test]
+async fn a_batch_replaces_interims_as_the_same_chunks_sent_one_by_one() {
+    let r = room().await;
+    let now = r.now();
+    // An open interim of Alice's, committed before the batch.
+    r.ingest(&r.alice, "draft", json!({ "isInterim": true }))
+        .await
+        .unwrap();
+    let chunk = |i: u32, text: &str, extra: Json| {
+        let s = now - 20_000.0 + f64::from(i) * 1_000.0;
+        let mut c = json!({ "text": text, "confidence": 0.8, "startTime": s, "endTime": s + 900.0 });
+        for (k, v) in extra.as_object().unwrap() {
+            c[k] = v.clone();
+        }
+        c
+    };
+    let guest_interim = json!({ "speakerId": "guest", "isInterim": true });
+    let chunks = vec![
+        // Replaces the committed "draft" (found by an index scan).
+        chunk(0, "hello", json!({})),
+        chunk(1, "so", guest_interim.clone()),
+        // Replaces "so", which this batch inserted.
+        chunk(2, "so the", guest_interim),
+        chunk(3, "again", json!({ "isInterim": true })),
+        chunk(4, "so the plan", json!({ "speakerId": "guest" })),
+        // An utterance's final text: replaces nothing of Alice's open
+        // interim without utterance id ("again")…
+        chunk(5, "aside", json!({ "utteranceId": "u9" })),
+        // …which the next chunk without utterance id does not replace
+        // either: Alice's newest row is now "aside", not an interim.
+        chunk(6, "and final", json!({})),
+    ];
+    r.env
+        .mutation(
+            &r.alice,
+            BATCH,
+            json!({ "meetingId": r.meeting, "chunks": chunks }),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        texts(&r.all().await),
+        ["hello", "again", "so the plan", "aside", "and final"]
+    );
+}
+
+#[tokio::test]
 async fn batches_and_coalescing_cost_one_commit() {
     let r = room().await;
     let now = r.now();

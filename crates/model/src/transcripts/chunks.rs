@@ -2,14 +2,14 @@
 //! allocation from `meetingCounters`, interim replacement, bucketing,
 //! coalescing and the speaking credit written to `meetingState`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use database::{Document, Order};
 use errors::{Error, Result};
 use runtime::DbWriter;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use values::{Validator, Value, v};
+use values::{DocumentId, Validator, Value, v};
 
 use super::{BUCKET_MS, MAX_CHUNK_MS, MAX_FUTURE_SKEW_MS, MAX_LABEL_CHARS, MAX_TEXT_CHARS};
 use crate::ids::{Id, Meetings, Users};
@@ -291,14 +291,33 @@ pub(crate) async fn store(
     };
     let mut stored = Vec::with_capacity(chunks.len());
     let mut credits: BTreeMap<String, (Id<Users>, f64)> = BTreeMap::new();
+    // Per speaker, the row this batch inserted last, if it is an interim
+    // without utterance id (`None`: a row that replaces nothing). It is
+    // that speaker's newest row (creation times only grow), so it is what
+    // `replaced_interims` would find; knowing it saves one index scan per
+    // chunk of a batch.
+    let mut newest: HashMap<String, Option<DocumentId>> = HashMap::new();
     for mut chunk in chunks {
         if let IngestSource::Client(user) = source
             && chunk.speaker_id.is_none()
         {
             chunk.speaker_id = Some(user.to_string());
         }
-        for old in replaced_interims(db, meeting, &chunk).await? {
-            db.delete(old.id()).await?;
+        let known = match (&chunk.utterance_id, &chunk.speaker_id) {
+            (None, Some(speaker)) => newest.get(speaker).copied(),
+            _ => None,
+        };
+        match known {
+            Some(interim) => {
+                if let Some(id) = interim {
+                    db.delete(id).await?;
+                }
+            }
+            None => {
+                for old in replaced_interims(db, meeting, &chunk).await? {
+                    db.delete(old.id()).await?;
+                }
+            }
         }
         last += 1.0;
         let bucket = bucket_of(chunk.start, now);
@@ -323,7 +342,11 @@ pub(crate) async fn store(
         if let Some(u) = &chunk.utterance_id {
             doc["utteranceId"] = json!(u);
         }
-        db.insert("transcripts", doc).await?;
+        let id = db.insert("transcripts", doc).await?;
+        if let Some(speaker) = &chunk.speaker_id {
+            let replaceable = chunk.interim && chunk.utterance_id.is_none();
+            newest.insert(speaker.clone(), replaceable.then_some(id));
+        }
         stored.push(Stored {
             sequence: last,
             bucket_ms: bucket,
