@@ -39,7 +39,10 @@ const INTERVAL: Duration = Duration::from_millis(200);
 pub(crate) const RESTART_FRAMES: i64 = 16_384;
 
 /// How long a RESTART checkpoint waits for the writer and old readers.
-const RESTART_BUSY_TIMEOUT: Duration = Duration::from_millis(100);
+/// Writers wait meanwhile, so it is short (a blocked restart is retried on
+/// the next pass): at 20,000 transcript writes/s (~28,000 WAL frames/s) a
+/// 100 ms wait put the group-commit start at p99 79 ms, 10 ms at 55 ms.
+const RESTART_BUSY_TIMEOUT: Duration = Duration::from_millis(10);
 
 /// One checkpoint pass: PASSIVE, then RESTART when the WAL is longer than
 /// `restart_frames`. Returns the WAL length (frames) PASSIVE reported.
