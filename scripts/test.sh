@@ -30,6 +30,10 @@ step "load-generator smoke run (connvo-bench load; fails on any lost, duplicated
 target/debug/connvo-bench load --spawn --meetings 3 --participants 2 \
   --transcript-rate 5 --chat-rate 1 --note-rate 1 --duration 3 --warmup 1 \
   --json target/bench-smoke.json
+# The batched ingest path (ingestTranscriptBatch), each chunk checked on its own.
+target/debug/connvo-bench load --spawn --meetings 3 --participants 2 \
+  --transcript-rate 2 --transcript-batch 20 --duration 3 --warmup 1 \
+  --json target/bench-smoke-batch.json
 
 step "schemathesis against /openapi.json of a spawned server"
 CONNVO_BIN=target/debug/connvo ./scripts/schemathesis.sh

@@ -338,7 +338,8 @@ async fn a_batch_replaces_interims_as_the_same_chunks_sent_one_by_one() {
         .unwrap();
     let chunk = |i: u32, text: &str, extra: Json| {
         let s = now - 20_000.0 + f64::from(i) * 1_000.0;
-        let mut c = json!({ "text": text, "confidence": 0.8, "startTime": s, "endTime": s + 900.0 });
+        let mut c =
+            json!({ "text": text, "confidence": 0.8, "startTime": s, "endTime": s + 900.0 });
         for (k, v) in extra.as_object().unwrap() {
             c[k] = v.clone();
         }
