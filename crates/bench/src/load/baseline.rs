@@ -3,9 +3,10 @@
 //! Connvo in the way.
 //!
 //! * **SQLite insert loop**: one row (the update's payload as a JSON
-//!   document) per transaction, WAL, `synchronous` as the server was run
-//!   (`FULL` by default: an fsync per commit), one writer — the cost of a
-//!   durable commit with nothing else.
+//!   document) per update, as many rows per transaction as the run puts
+//!   updates in one mutation (`--transcript-batch`, else 1), WAL,
+//!   `synchronous` as the server was run (`FULL` by default: an fsync per
+//!   commit), one writer — the cost of a durable commit with nothing else.
 //! * **WebSocket broadcast**: a bare tokio + tokio-tungstenite server with
 //!   as many connections as the run, grouped like the meetings, pushing
 //!   frames of the run's mean frame size at the run's update rate to every
@@ -29,8 +30,10 @@ use super::{LoadArgs, Results};
 /// Results of the baselines.
 #[derive(Debug, Default)]
 pub struct BaselineResults {
-    /// Raw SQLite commits per second.
+    /// Raw SQLite rows (updates) per second.
     pub sqlite_commits_per_s: f64,
+    /// Rows per raw SQLite transaction.
+    pub sqlite_rows_per_commit: usize,
     /// Raw SQLite commit latency.
     pub sqlite_commit_ms: Quantiles,
     /// `synchronous` used.
@@ -59,6 +62,7 @@ impl BaselineResults {
             "sqlite": {
                 "synchronous": self.sqlite_synchronous,
                 "commits_per_s": self.sqlite_commits_per_s.round(),
+                "rows_per_commit": self.sqlite_rows_per_commit,
                 "commit_ms": self.sqlite_commit_ms.to_json(),
             },
             "ws_broadcast": {
@@ -87,8 +91,13 @@ pub async fn run(args: &LoadArgs, ours: &Results) -> anyhow::Result<BaselineResu
         "FULL"
     };
     let payload = args.payload_bytes;
+    let rows = if args.transcript_rate > 0.0 {
+        args.transcript_batch.max(1)
+    } else {
+        1
+    };
     let (commits, commit_ms) =
-        tokio::task::spawn_blocking(move || sqlite_loop(secs, sync, payload)).await??;
+        tokio::task::spawn_blocking(move || sqlite_loop(secs, sync, payload, rows)).await??;
     let frame = ours.mean_frame_bytes.round().max(64.0) as usize;
     let rate_per_group = args.chat_rate + args.transcript_rate + args.note_rate;
     let (ws_ms, ws_rate) = ws_broadcast(
@@ -101,6 +110,7 @@ pub async fn run(args: &LoadArgs, ours: &Results) -> anyhow::Result<BaselineResu
     .await?;
     Ok(BaselineResults {
         sqlite_commits_per_s: commits,
+        sqlite_rows_per_commit: rows,
         sqlite_commit_ms: commit_ms,
         sqlite_synchronous: sync.to_owned(),
         ws_delivery_ms: ws_ms,
@@ -110,7 +120,14 @@ pub async fn run(args: &LoadArgs, ours: &Results) -> anyhow::Result<BaselineResu
     })
 }
 
-fn sqlite_loop(secs: f64, sync: &str, payload: usize) -> anyhow::Result<(f64, Quantiles)> {
+/// Inserts `rows` rows per transaction for `secs`; returns rows per second
+/// and the latency of each transaction.
+fn sqlite_loop(
+    secs: f64,
+    sync: &str,
+    payload: usize,
+    rows: usize,
+) -> anyhow::Result<(f64, Quantiles)> {
     let dir = tempfile::tempdir()?;
     let conn = rusqlite::Connection::open(dir.path().join("baseline.db"))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
@@ -135,13 +152,16 @@ fn sqlite_loop(secs: f64, sync: &str, payload: usize) -> anyhow::Result<(f64, Qu
     while Instant::now() < until {
         let t = Instant::now();
         conn.execute_batch("BEGIN IMMEDIATE")?;
-        conn.execute(
-            "INSERT INTO docs (meeting, ts, body) VALUES (?1, ?2, ?3)",
-            rusqlite::params![i % 1000, i, body],
-        )?;
+        {
+            let mut insert =
+                conn.prepare_cached("INSERT INTO docs (meeting, ts, body) VALUES (?1, ?2, ?3)")?;
+            for _ in 0..rows {
+                insert.execute(rusqlite::params![i % 1000, i, body])?;
+                i += 1;
+            }
+        }
         conn.execute_batch("COMMIT")?;
         lat.push(metrics::us(t.elapsed()));
-        i += 1;
     }
     let rate = i as f64 / start.elapsed().as_secs_f64();
     Ok((rate, Quantiles::from_us(&mut lat)))

@@ -174,11 +174,12 @@ pub fn to_md(r: &Results) -> String {
         let _ = writeln!(
             out,
             "\n| baseline | raw | ours | ours ÷ raw |\n|---|---:|---:|---:|\n\
-             | commits/s (raw: SQLite insert loop, synchronous={}) | {:.0} | {:.0} | {:.2} |\n\
+             | updates/s (raw: SQLite insert loop, {} rows per transaction, synchronous={}) | {:.0} | {:.0} | {:.2} |\n\
              | commit p99 ms (raw) vs mutation p99 ms | {:.2} | {:.2} | {:.2} |\n\
              | delivery p50 ms (raw: tokio-tungstenite broadcast, {} B frames) | {:.2} | {:.2} | {:.2} |\n\
              | delivery p95 ms | {:.2} | {:.2} | {:.2} |\n\
              | delivery p99 ms | {:.2} | {:.2} | {:.2} |",
+            b.sqlite_rows_per_commit,
             b.sqlite_synchronous,
             b.sqlite_commits_per_s,
             r.commits_per_s,
