@@ -316,6 +316,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         Arc::new(RandomIds),
         DatabaseOptions {
             read_cache: ReadCacheLimits::total_mib(args.read_cache_mib),
+            // Only other nodes read the commit log's write sets; SQLite's
+            // data directory is locked to this process.
+            log_write_sets: args.database_url.is_some(),
             ..DatabaseOptions::default()
         },
     )

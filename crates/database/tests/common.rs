@@ -29,6 +29,10 @@ pub fn schema() -> Arc<Schema> {
 }
 
 pub async fn open(dir: &std::path::Path) -> Database {
+    open_with(dir, DatabaseOptions::default()).await
+}
+
+pub async fn open_with(dir: &std::path::Path, options: DatabaseOptions) -> Database {
     let p = SqlitePersistence::open(
         dir,
         SqliteOptions {
@@ -42,7 +46,7 @@ pub async fn open(dir: &std::path::Path) -> Database {
         schema(),
         Arc::new(SystemClock),
         SeededIds::new(7),
-        DatabaseOptions::default(),
+        options,
     )
     .await
     .expect("open database")

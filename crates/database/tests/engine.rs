@@ -379,3 +379,53 @@ async fn inserts_in_the_same_millisecond_keep_their_order() {
         "creation times must strictly increase"
     );
 }
+
+#[tokio::test]
+async fn a_single_node_logs_empty_write_sets_and_still_invalidates() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = common::open_with(
+        dir.path(),
+        database::DatabaseOptions {
+            log_write_sets: false,
+            ..Default::default()
+        },
+    )
+    .await;
+    let mut read = db.begin(false).await.unwrap();
+    assert!(
+        common::scan_group_ns(&mut read, "g", Order::Asc)
+            .await
+            .is_empty()
+    );
+    let at = read.ts();
+    let sub = db
+        .subscriptions()
+        .subscribe(Arc::new(read.into_read_set()), at);
+
+    let mut tx = db.begin(true).await.unwrap();
+    tx.insert("items", item("g", 1.0)).unwrap();
+    let committed = db.commit(tx).await.unwrap();
+    assert_eq!(sub.invalidated_at(), Some(committed));
+    // The log entry exists (timestamps stay contiguous) with no keys.
+    let entries = db.persistence().commits_after(at, 10).await.unwrap();
+    assert_eq!(entries.len(), 1);
+    let ws = database::readset::WriteSet::decode(&entries[0].log).unwrap();
+    assert!(ws.keys.is_empty());
+    // A concurrent writer that read the same range still conflicts: OCC
+    // validation uses the in-memory write sets, not the log.
+    let mut a = db.begin(true).await.unwrap();
+    assert_eq!(
+        common::scan_group_ns(&mut a, "g", Order::Asc).await,
+        vec![1.0]
+    );
+    a.insert("items", item("g", 2.0)).unwrap();
+    let mut b = db.begin(true).await.unwrap();
+    assert_eq!(
+        common::scan_group_ns(&mut b, "g", Order::Asc).await,
+        vec![1.0]
+    );
+    b.insert("items", item("g", 3.0)).unwrap();
+    db.commit(a).await.unwrap();
+    let e = db.commit(b).await.unwrap_err();
+    assert_eq!(e.code(), ErrorCode::WriteConflict);
+}
