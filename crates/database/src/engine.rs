@@ -276,6 +276,7 @@ impl Database {
         if !tx.has_writes() {
             return Ok(tx.ts());
         }
+        let started = Instant::now();
         let (reply, rx) = oneshot::channel();
         let request = tx.into_commit();
         // Off the committer's serial path: encoding documents and index keys
@@ -296,8 +297,13 @@ impl Database {
             })
             .await
             .map_err(|_| Error::internal("the committer has stopped"))?;
-        rx.await
-            .map_err(|_| Error::internal("the committer dropped a commit"))?
+        let outcome = rx
+            .await
+            .map_err(|_| Error::internal("the committer dropped a commit"))?;
+        // Per transaction: building its record, waiting in the queue and for
+        // the group it joins to be durable.
+        metrics::histogram!("connvo_commit_seconds").record(started.elapsed().as_secs_f64());
+        outcome
     }
 }
 

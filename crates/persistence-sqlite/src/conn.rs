@@ -26,8 +26,10 @@ const WRITER_CACHE_KIB: i64 = 32 * 1024;
 /// pages are cheap to get back from the memory-mapped file.
 const READER_CACHE_KIB: i64 = 512;
 
-/// The WAL file is truncated back to this size after a checkpoint.
-const JOURNAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
+/// The WAL file is truncated back to this size after a checkpoint; equal to
+/// the restart threshold (`checkpoint::RESTART_FRAMES`), so a WAL that
+/// restarts is reused instead of regrown on freshly zeroed file pages.
+const JOURNAL_SIZE_LIMIT: i64 = 256 * 1024 * 1024;
 
 /// Memory-mapped size of the database file per connection (address space,
 /// shared by the OS page cache, not resident memory per connection).

@@ -92,9 +92,13 @@ pub struct Results {
     pub query_paths: serde_json::Value,
     /// Server-side `connvo_transition_seconds` quantiles (worst), ms.
     pub transition_ms: Quantiles,
-    /// Server-side `connvo_commit_group_seconds` quantiles: one group
-    /// commit (validation, writes and the durable sync), ms.
+    /// Server-side `connvo_commit_seconds` quantiles: one transaction's
+    /// commit, from handing it to the committer (record building, queueing,
+    /// validation, writes) until durable, ms.
     pub commit_ms: Quantiles,
+    /// Server-side `connvo_commit_group_seconds` quantiles: one group
+    /// commit (write lock, validation, writes and the durable sync), ms.
+    pub group_commit_ms: Quantiles,
     /// Acknowledged transcript chunks per second (each chunk is one
     /// durable `transcripts` document).
     pub transcript_writes_per_s: f64,
@@ -415,7 +419,8 @@ async fn run_async(args: LoadArgs) -> anyhow::Result<bool> {
         r.query_ms = q;
         r.query_paths = paths;
         r.transition_ms = summary_quantiles(end, "connvo_transition_seconds");
-        r.commit_ms = summary_quantiles(end, "connvo_commit_group_seconds");
+        r.commit_ms = summary_quantiles(end, "connvo_commit_seconds");
+        r.group_commit_ms = summary_quantiles(end, "connvo_commit_group_seconds");
         if let Some(start) = &prom_at_start {
             let secs = args.duration;
             let d = |name: &str| {
