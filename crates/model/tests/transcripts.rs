@@ -87,6 +87,17 @@ impl Room {
             .await
     }
 
+    /// `ingestTranscriptBatch` of `chunks` by `who`.
+    async fn batch(&self, who: &TestUser, chunks: Json) -> errors::Result<Json> {
+        self.env
+            .mutation(
+                who,
+                BATCH,
+                json!({ "meetingId": self.meeting, "chunks": chunks }),
+            )
+            .await
+    }
+
     async fn list(&self, who: &TestUser, from: f64, limit: f64) -> Json {
         self.env
             .query(
@@ -361,14 +372,7 @@ async fn a_batch_replaces_interims_as_the_same_chunks_sent_one_by_one() {
         // either: Alice's newest row is now "aside", not an interim.
         chunk(6, "and final", json!({})),
     ];
-    r.env
-        .mutation(
-            &r.alice,
-            BATCH,
-            json!({ "meetingId": r.meeting, "chunks": chunks }),
-        )
-        .await
-        .unwrap();
+    r.batch(&r.alice, json!(chunks)).await.unwrap();
     assert_eq!(
         texts(&r.all().await),
         ["hello", "again", "so the plan", "aside", "and final"]
@@ -386,15 +390,7 @@ async fn batches_and_coalescing_cost_one_commit() {
         })
         .collect();
     let before = r.env.rt.database().latest_ts().0;
-    let out = r
-        .env
-        .mutation(
-            &r.alice,
-            BATCH,
-            json!({ "meetingId": r.meeting, "chunks": chunks }),
-        )
-        .await
-        .unwrap();
+    let out = r.batch(&r.alice, json!(chunks)).await.unwrap();
     let after = r.env.rt.database().latest_ts().0;
     // The clock stands still, so each commit advances the timestamp by one.
     assert_eq!(after - before, 1, "one commit for 50 chunks");
@@ -402,16 +398,14 @@ async fn batches_and_coalescing_cost_one_commit() {
     assert_eq!(out["sequences"], json!((1..=50).collect::<Vec<_>>()));
     // One invalid chunk fails the whole public batch.
     let e = expect_code(
-        r.env
-            .mutation(
-                &r.alice,
-                BATCH,
-                json!({ "meetingId": r.meeting, "chunks": [
-                    {"text": "ok", "confidence": 0.5, "startTime": now - 10.0, "endTime": now - 5.0},
-                    {"text": "bad", "confidence": 2, "startTime": now - 10.0, "endTime": now - 5.0},
-                ]}),
-            )
-            .await,
+        r.batch(
+            &r.alice,
+            json!([
+                {"text": "ok", "confidence": 0.5, "startTime": now - 10.0, "endTime": now - 5.0},
+                {"text": "bad", "confidence": 2, "startTime": now - 10.0, "endTime": now - 5.0},
+            ]),
+        )
+        .await,
         ErrorCode::ValidationError,
     );
     assert!(e.message().starts_with("chunks[1]"));
