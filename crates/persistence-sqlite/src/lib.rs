@@ -21,6 +21,11 @@
 //!   borrows one for its whole life and holds a WAL read transaction on it;
 //!   when all are borrowed, new snapshots wait. Reads run synchronously on the
 //!   calling task (microseconds; no thread hop).
+//! * **Checkpoints.** A background thread copies the WAL back into the
+//!   database file (PASSIVE, never blocking anyone) and, once the WAL passes
+//!   256 MiB, restarts it: it closes the read pool's gate, waits for the read
+//!   transactions in flight, and only then takes the write lock for the
+//!   short RESTART (see the `checkpoint` and `gate` modules).
 //! * **Durability.** `synchronous=FULL` by default: a commit that returned
 //!   `Ok` survives `kill -9` and power loss. `synchronous_full: false` uses
 //!   `NORMAL`, which survives a process crash but may lose the last commits
@@ -28,7 +33,8 @@
 //! * **Schema** versioned with `PRAGMA user_version`; see the `schema` module.
 //!
 //! Modules: `conn` (connection setup, conversions), `lock` (data-directory
-//! lock), `schema` (tables and migrations), `pool` (read pool), `read` (read
+//! lock), `schema` (tables and migrations), `pool` (read pool), `gate` (the
+//! pool's reader gate), `checkpoint` (background checkpoints), `read` (read
 //! queries), `snapshot` (read snapshots), `write` (writer and write
 //! transactions).
 
@@ -43,6 +49,7 @@ use tokio::sync::Mutex;
 
 mod checkpoint;
 mod conn;
+mod gate;
 mod lock;
 mod pool;
 mod read;
@@ -127,13 +134,24 @@ impl SqlitePersistence {
         schema::migrate(&mut conn)?;
         conn.pragma_update(None, "wal_autocheckpoint", 0)
             .map_err(|e| Error::internal(format!("sqlite: set wal_autocheckpoint: {e}")))?;
-        let readers = ReadPool::open(db_path.clone(), options.read_pool_size, Arc::clone(&lock))?;
-        let checkpointer = checkpoint::Checkpointer::start(db_path.clone());
+        let readers = Arc::new(ReadPool::open(
+            db_path.clone(),
+            options.read_pool_size,
+            Arc::clone(&lock),
+        )?);
         tracing::debug!(path = %db_path.display(), lock = %lock.path().display(), "sqlite store opened");
+        let writer = Arc::new(Mutex::new(Writer::new(conn, lock)));
+        let checkpointer = checkpoint::Checkpointer::start(
+            db_path.clone(),
+            checkpoint::Coordination {
+                gate: Arc::clone(readers.gate()),
+                writer: Arc::clone(&writer),
+            },
+        );
         Ok(Arc::new(Self {
             _checkpointer: checkpointer,
-            writer: Arc::new(Mutex::new(Writer::new(conn, lock))),
-            readers: Arc::new(readers),
+            writer,
+            readers,
             db_path,
             options,
         }))

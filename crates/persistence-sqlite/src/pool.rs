@@ -5,6 +5,9 @@
 //! Holding a permit guarantees a connection: either an idle one or, if one
 //! was discarded after an error, a freshly opened one. A [`PooledConn`] goes
 //! back to the pool on drop, after ending any transaction still open on it.
+//!
+//! Every checkout first passes the [`ReaderGate`], which the checkpointer
+//! closes for the few milliseconds of a WAL restart (see [`crate::gate`]).
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -14,6 +17,7 @@ use rusqlite::Connection;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::conn::{open_reader, rollback_if_open};
+use crate::gate::{GatePass, ReaderGate};
 use crate::lock::DirLock;
 
 /// Read-only connections to the database.
@@ -22,6 +26,7 @@ pub(crate) struct ReadPool {
     /// close before the data-directory lock is released.
     idle: Mutex<Vec<Connection>>,
     permits: Arc<Semaphore>,
+    gate: Arc<ReaderGate>,
     db_path: PathBuf,
     _lock: Arc<DirLock>,
 }
@@ -36,17 +41,27 @@ impl ReadPool {
         Ok(Self {
             idle: Mutex::new(idle),
             permits: Arc::new(Semaphore::new(size)),
+            gate: Arc::new(ReaderGate::default()),
             db_path,
             _lock: lock,
         })
     }
 
-    /// Borrows a connection, waiting while all are in use.
+    /// The gate every checkout passes.
+    pub(crate) fn gate(&self) -> &Arc<ReaderGate> {
+        &self.gate
+    }
+
+    /// Borrows a connection, waiting while the gate is closed or all
+    /// connections are in use.
     pub(crate) async fn checkout(self: &Arc<Self>) -> Result<PooledConn> {
         let permit = Arc::clone(&self.permits)
             .acquire_owned()
             .await
             .map_err(|_| Error::internal("sqlite: the read pool is closed"))?;
+        // After the permit: a reader queued for a connection holds no read
+        // transaction, so it must not count as one the gate waits for.
+        let pass = self.gate.enter().await;
         let idle = self
             .idle
             .lock()
@@ -60,6 +75,7 @@ impl ReadPool {
         Ok(PooledConn {
             conn: Some(conn),
             pool: Arc::clone(self),
+            _pass: pass,
             _permit: permit,
         })
     }
@@ -69,6 +85,8 @@ impl ReadPool {
 pub(crate) struct PooledConn {
     conn: Option<Connection>,
     pool: Arc<ReadPool>,
+    /// Leaves the gate after `drop` has ended the read transaction.
+    _pass: GatePass,
     /// Released after `drop` has put the connection back.
     _permit: OwnedSemaphorePermit,
 }

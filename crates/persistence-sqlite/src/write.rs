@@ -58,6 +58,12 @@ impl Writer {
     pub(crate) fn new(conn: Connection, lock: Arc<DirLock>) -> Self {
         Self { conn, _lock: lock }
     }
+
+    /// The connection, for tests that write outside a transaction.
+    #[cfg(test)]
+    pub(crate) fn conn(&self) -> &Connection {
+        &self.conn
+    }
 }
 
 /// Deletes commit-log entries with `ts < before`, as its own (durable)
