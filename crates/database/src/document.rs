@@ -61,7 +61,10 @@ impl Document {
 
     /// The JSON text stored for this document.
     pub fn to_json_string(&self) -> String {
-        self.value.to_json().to_string()
+        // Serializing a `Value` cannot fail (keys are strings); the fallback
+        // only keeps this total.
+        serde_json::to_string(self.value.as_ref())
+            .unwrap_or_else(|_| self.value.to_json().to_string())
     }
 
     /// The document id.

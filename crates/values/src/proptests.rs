@@ -101,6 +101,14 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
 
     #[test]
+    fn direct_serialization_writes_what_to_json_builds(v in any_value()) {
+        // `impl Serialize for Value` skips the `serde_json::Value` tree; the
+        // text must be byte for byte the same.
+        prop_assert_eq!(serde_json::to_string(&v).unwrap(), v.to_json().to_string());
+        prop_assert_eq!(serde_json::to_value(&v).unwrap(), v.to_json());
+    }
+
+    #[test]
     fn key_order_matches_value_order(a in optional_value(), b in optional_value()) {
         // `Option`'s order puts `None` (undefined) first, like the encoding.
         prop_assert_eq!(enc(a.as_ref()).cmp(&enc(b.as_ref())), a.cmp(&b));

@@ -382,12 +382,12 @@ fn check_depth(depth: usize) -> Result<()> {
 }
 
 /// Whether a float needs the `$float` encoding: NaN, ±Infinity or −0.
-fn is_special_float(f: f64) -> bool {
+pub(crate) fn is_special_float(f: f64) -> bool {
     !f.is_finite() || (f == 0.0 && f.is_sign_negative())
 }
 
 /// 2^63 as an f64: integral floats below this magnitude fit an i64 exactly.
-const TWO_POW_63: f64 = 9_223_372_036_854_775_808.0;
+pub(crate) const TWO_POW_63: f64 = 9_223_372_036_854_775_808.0;
 
 /// A finite float as a JSON number, integral values without a fraction.
 pub(crate) fn finite_float_json(f: f64) -> serde_json::Value {
