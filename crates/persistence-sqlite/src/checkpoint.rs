@@ -102,6 +102,8 @@ pub(crate) struct Checkpoint {
     /// commit, so until then PASSIVE keeps reporting this length and there
     /// is nothing to restart.
     restarted_at: Option<i64>,
+    /// What the last first PASSIVE of a pass reported (frames, copied).
+    last_passive: (i64, i64),
 }
 
 impl Checkpoint {
@@ -122,7 +124,18 @@ impl Checkpoint {
             coord,
             restart_frames,
             restarted_at: None,
+            last_passive: (0, 0),
         })
+    }
+
+    /// fsyncs the database file (the checkpointer's own handle; fsync acts
+    /// on the file, whichever descriptor asks).
+    fn flush_db(&self) {
+        if let Some(file) = &self.db_file
+            && let Err(e) = file.sync_data()
+        {
+            tracing::debug!(error = %e, "sqlite: flushing the database file failed");
+        }
     }
 
     /// One pass: PASSIVE, then a gated restart when the WAL is longer than
@@ -130,12 +143,20 @@ impl Checkpoint {
     /// reported. Blocks the calling thread; must not run on an async
     /// runtime's worker (it takes the writer's mutex with `blocking_lock`).
     pub(crate) fn pass(&mut self) -> rusqlite::Result<i64> {
-        let conn = &self.conn;
-        let (frames, _) = passive(conn)?;
+        let (frames, copied) = passive(&self.conn)?;
+        if (frames, copied) != self.last_passive {
+            // Flush what this pass copied now, so dirty pages never pile up
+            // into one long flush (the kernel alone would hold them for up to
+            // 30 s and then write them in a burst that commits' WAL fsyncs
+            // queue behind).
+            self.last_passive = (frames, copied);
+            self.flush_db();
+        }
         if frames <= self.restart_frames || self.restarted_at == Some(frames) {
             return Ok(frames);
         }
         self.restarted_at = None;
+        let conn = &self.conn;
         // Catch up before closing the gate. PASSIVE copies the frames that
         // were in the WAL when it started, so each pass copies what the
         // writer appended during the previous one; stop once a pass is
@@ -148,11 +169,7 @@ impl Checkpoint {
                 break;
             }
         }
-        if let Some(file) = &self.db_file
-            && let Err(e) = file.sync_data()
-        {
-            tracing::debug!(error = %e, "sqlite: flushing the database file failed");
-        }
+        self.flush_db();
         let started = Instant::now();
         let closed = self.coord.gate.close();
         if !closed.wait_drained(DRAIN_TIMEOUT) {
