@@ -60,6 +60,10 @@ pub(crate) const RESTART_FRAMES: i64 = 65_536;
 /// before it gives up (reopening the gate) until the next pass.
 const DRAIN_TIMEOUT: Duration = Duration::from_millis(50);
 
+/// How long a restart waits for the writer's mutex (the current write
+/// transaction) with the gate closed before it gives up until the next pass.
+const WRITER_TIMEOUT: Duration = Duration::from_millis(100);
+
 /// How long a RESTART checkpoint waits on a lock. With the gate drained and
 /// the writer's mutex held nothing should hold one; this bounds the stall
 /// if something outside the pool (another process reading the file) does.
@@ -104,6 +108,10 @@ pub(crate) struct Checkpoint {
     restarted_at: Option<i64>,
     /// What the last first PASSIVE of a pass reported (frames, copied).
     last_passive: (i64, i64),
+    /// A current-thread runtime (no threads of its own) to wait for the
+    /// writer's async mutex with a timeout; `None` if it could not be built,
+    /// and then restarts are skipped.
+    runtime: Option<tokio::runtime::Runtime>,
 }
 
 impl Checkpoint {
@@ -125,6 +133,11 @@ impl Checkpoint {
             restart_frames,
             restarted_at: None,
             last_passive: (0, 0),
+            runtime: tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .build()
+                .inspect_err(|e| tracing::warn!(error = %e, "sqlite: no WAL restarts (cannot build the checkpointer's timer)"))
+                .ok(),
         })
     }
 
@@ -141,7 +154,7 @@ impl Checkpoint {
     /// One pass: PASSIVE, then a gated restart when the WAL is longer than
     /// the threshold. Returns the WAL length (frames) the first PASSIVE
     /// reported. Blocks the calling thread; must not run on an async
-    /// runtime's worker (it takes the writer's mutex with `blocking_lock`).
+    /// runtime's worker (it blocks on the writer's mutex).
     pub(crate) fn pass(&mut self) -> rusqlite::Result<i64> {
         let (frames, copied) = passive(&self.conn)?;
         if (frames, copied) != self.last_passive {
@@ -189,13 +202,39 @@ impl Checkpoint {
         // writer appends meanwhile.
         let (wal, _) = passive(conn)?;
         let copied_at = started.elapsed();
+        // Bounded: a task that holds the write lock and then opens a read
+        // snapshot (an index rebuild does) waits at the closed gate, so
+        // waiting for the lock without a limit could deadlock.
+        let writer = match &self.runtime {
+            // The timer is created inside `block_on`, in the runtime's context.
+            Some(rt) => rt
+                .block_on(async {
+                    tokio::time::timeout(
+                        WRITER_TIMEOUT,
+                        Arc::clone(&self.coord.writer).lock_owned(),
+                    )
+                    .await
+                })
+                .ok(),
+            None => None,
+        };
+        let Some(writer_guard) = writer else {
+            drop(closed);
+            tracing::debug!(
+                frames,
+                "sqlite: WAL restart deferred: the writer stayed busy"
+            );
+            metrics::counter!("connvo_sqlite_wal_restarts_total", "outcome" => "writer_busy")
+                .increment(1);
+            return Ok(frames);
+        };
         let (blocked, stall) = {
-            let _writer = self.coord.writer.blocking_lock();
             let locked = Instant::now();
             let blocked: i64 =
                 conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |row| row.get(0))?;
             (blocked != 0, locked.elapsed())
         };
+        drop(writer_guard);
         drop(closed);
         let gated = started.elapsed();
         if !blocked {
@@ -433,5 +472,48 @@ mod tests {
         let after = observing.pass().unwrap();
         assert!(after < 10, "the WAL did not restart: {after} frames");
         assert_eq!(pool.gate().active(), 0);
+    }
+
+    /// A write transaction that outlasts the writer timeout (and might be
+    /// waiting at the closed gate for a snapshot) defers the restart: the
+    /// pass returns and the gate opens again.
+    #[test]
+    fn a_busy_writer_defers_the_restart_and_reopens_the_gate() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, pool, coord) = store(dir.path(), 2);
+        for i in 0..200u32 {
+            insert(&coord, i);
+        }
+        let mut checkpoint = Checkpoint::new(&path, coord.clone(), 50).unwrap();
+        let held = coord.writer.blocking_lock();
+        let started = Instant::now();
+        let frames = checkpoint.pass().unwrap();
+        let took = started.elapsed();
+        assert!(frames > 50, "the test needs a WAL past the threshold");
+        assert!(
+            took >= WRITER_TIMEOUT && took < WRITER_TIMEOUT * 20,
+            "the pass took {took:?}"
+        );
+        // The gate is open: a reader gets through at once.
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let reader = rt
+            .block_on(tokio::time::timeout(
+                Duration::from_secs(1),
+                pool.checkout(),
+            ))
+            .expect("the gate stayed closed")
+            .unwrap();
+        drop((reader, held));
+        // With the writer free the next pass restarts the WAL.
+        checkpoint.pass().unwrap();
+        insert(&coord, 1_000);
+        let after = Checkpoint::new(&path, coord, i64::MAX)
+            .unwrap()
+            .pass()
+            .unwrap();
+        assert!(after < 10, "the WAL did not restart: {after} frames");
     }
 }
