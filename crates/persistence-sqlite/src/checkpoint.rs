@@ -500,10 +500,7 @@ mod tests {
             .build()
             .unwrap();
         let reader = rt
-            .block_on(tokio::time::timeout(
-                Duration::from_secs(1),
-                pool.checkout(),
-            ))
+            .block_on(async { tokio::time::timeout(Duration::from_secs(1), pool.checkout()).await })
             .expect("the gate stayed closed")
             .unwrap();
         drop((reader, held));
