@@ -69,7 +69,7 @@ pub use limits::{
 };
 pub use server::{
     DEFAULT_TRANSITION_CHUNK_THRESHOLD, FunctionFailure, FunctionSuccess, MutationSuccess,
-    ServerMessage, StateModification, StateVersion, split_transition,
+    QueryValue, ServerMessage, StateModification, StateVersion, split_transition,
 };
 pub use ts::WireTs;
 pub use udf_path::{DEFAULT_EXPORT, MAX_UDF_PATH_LEN, canonicalize_udf_path, run_path_to_udf_path};

@@ -19,9 +19,13 @@
 //! the serializer produces and rejects inconsistent shapes (e.g. a successful
 //! `MutationResponse` without `ts`).
 
+use std::borrow::Cow;
+use std::sync::Arc;
+
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use crate::ts::WireTs;
 
@@ -53,6 +57,65 @@ impl StateVersion {
     }
 }
 
+/// The result in a [`StateModification::QueryUpdated`]: Convex-encoded JSON,
+/// either serialized once and shared (what the server sends: every
+/// subscriber of a result writes the same text, with no per-subscriber copy
+/// of a JSON tree) or parsed (what [`Deserialize`] produces for a client).
+/// Both serialize to the same JSON; equality compares the JSON values.
+#[derive(Debug, Clone)]
+pub enum QueryValue {
+    /// JSON text, written to the frame as is.
+    Serialized(Arc<RawValue>),
+    /// A JSON value.
+    Parsed(Value),
+}
+
+impl QueryValue {
+    /// The value as parsed JSON (parses a serialized value).
+    pub fn json(&self) -> Cow<'_, Value> {
+        match self {
+            QueryValue::Parsed(v) => Cow::Borrowed(v),
+            // Text this type holds was produced by a JSON serializer; an
+            // unparsable one (impossible) reads as `null`.
+            QueryValue::Serialized(raw) => {
+                Cow::Owned(serde_json::from_str(raw.get()).unwrap_or(Value::Null))
+            }
+        }
+    }
+}
+
+impl From<Value> for QueryValue {
+    fn from(value: Value) -> Self {
+        QueryValue::Parsed(value)
+    }
+}
+
+impl PartialEq for QueryValue {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (QueryValue::Serialized(a), QueryValue::Serialized(b)) => a.get() == b.get(),
+            _ => self.json() == other.json(),
+        }
+    }
+}
+
+impl Serialize for QueryValue {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            QueryValue::Serialized(raw) => raw.serialize(serializer),
+            QueryValue::Parsed(v) => v.serialize(serializer),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for QueryValue {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        // Through `Value`: a `RawValue` cannot be read inside the internally
+        // tagged `StateModification`.
+        Value::deserialize(deserializer).map(QueryValue::Parsed)
+    }
+}
+
 /// One change to a query result inside [`ServerMessage::Transition`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type")]
@@ -63,7 +126,7 @@ pub enum StateModification {
         /// The client's id for the query.
         query_id: u32,
         /// The result, Convex-encoded JSON.
-        value: Value,
+        value: QueryValue,
         /// Console output of the run, each `"[LEVEL] message"`.
         log_lines: Vec<String>,
         /// The query journal (pagination); written as `null` when `None`.
@@ -620,6 +683,36 @@ mod tests {
     }
 
     #[test]
+    fn a_serialized_query_value_writes_the_same_frame_as_a_parsed_one() {
+        let json =
+            serde_json::json!([{"_id": "m0", "n": {"$integer": "AQAAAAAAAAA="}}, 1.5, "x\"y"]);
+        let raw: Arc<RawValue> = serde_json::value::to_raw_value(&json).unwrap().into();
+        let transition = |value: QueryValue| ServerMessage::Transition {
+            start_version: StateVersion::initial(),
+            end_version: StateVersion {
+                query_set: 1,
+                identity: 0,
+                ts: WireTs(5),
+            },
+            modifications: vec![StateModification::QueryUpdated {
+                query_id: 0,
+                value,
+                log_lines: vec![],
+                journal: None,
+            }],
+            client_clock_skew: None,
+            server_ts: None,
+        };
+        let text = transition(QueryValue::Serialized(raw.clone())).to_json_string();
+        assert_eq!(text, transition(json.clone().into()).to_json_string());
+        // A client decodes it to the parsed value, equal to both forms.
+        let decoded: ServerMessage = serde_json::from_str(&text).unwrap();
+        assert_eq!(decoded, transition(json.into()));
+        assert_eq!(decoded, transition(QueryValue::Serialized(raw)));
+        assert_ne!(decoded, transition(serde_json::json!([]).into()));
+    }
+
+    #[test]
     fn to_frames_only_splits_large_transitions() {
         let t = ServerMessage::Transition {
             start_version: StateVersion::initial(),
@@ -630,7 +723,7 @@ mod tests {
             },
             modifications: vec![StateModification::QueryUpdated {
                 query_id: 0,
-                value: Value::String("x".repeat(1000)),
+                value: Value::String("x".repeat(1000)).into(),
                 log_lines: vec![],
                 journal: None,
             }],

@@ -265,7 +265,7 @@ fn transition_example() -> ServerMessage {
         modifications: vec![
             StateModification::QueryUpdated {
                 query_id: 0,
-                value: json!([{"_id":"m0","n":{"$integer":"AQAAAAAAAAA="}}]),
+                value: json!([{"_id":"m0","n":{"$integer":"AQAAAAAAAAA="}}]).into(),
                 log_lines: vec!["[LOG] 'x'".into()],
                 journal: None,
             },
@@ -558,7 +558,7 @@ fn appendix_a_exchange() {
         },
         modifications: vec![StateModification::QueryUpdated {
             query_id: 0,
-            value: json!([]),
+            value: json!([]).into(),
             log_lines: vec!["[LOG] 'ran query'".into()],
             journal: None,
         }],
@@ -600,7 +600,7 @@ fn appendix_a_exchange() {
         },
         modifications: vec![StateModification::QueryUpdated {
             query_id: 0,
-            value: json!([{"_id":"m0","body":"hi"}]),
+            value: json!([{"_id":"m0","body":"hi"}]).into(),
             log_lines: vec!["[LOG] 'ran query'".into()],
             journal: None,
         }],

@@ -19,6 +19,7 @@ use errors::Error;
 use parking_lot::Mutex;
 use persistence::Timestamp;
 use runtime::{FunctionSpec, Runtime};
+use serde_json::value::RawValue;
 use tokio::sync::Notify;
 use values::Value;
 
@@ -54,8 +55,9 @@ pub fn identity_key(identity: Option<&Identity>) -> String {
 /// One execution's result, valid from `ts` until its subscription is invalidated.
 #[derive(Debug)]
 pub struct QueryResult {
-    /// The value as Convex-encoded JSON, or the error.
-    pub outcome: Result<serde_json::Value, Error>,
+    /// The value as Convex-encoded JSON text, serialized once and shared by
+    /// every subscriber's Transition, or the error.
+    pub outcome: Result<Arc<RawValue>, Error>,
     /// Log lines.
     pub log_lines: Vec<String>,
     /// The pagination journal to send to the client.
@@ -109,7 +111,7 @@ impl Drop for SharedQuery {
 }
 
 fn hash_outcome(
-    outcome: &Result<serde_json::Value, Error>,
+    outcome: &Result<Arc<RawValue>, Error>,
     log_lines: &[String],
     journal: &Option<String>,
 ) -> u64 {
@@ -117,7 +119,7 @@ fn hash_outcome(
     match outcome {
         Ok(v) => {
             0u8.hash(&mut h);
-            v.to_string().hash(&mut h);
+            v.get().hash(&mut h);
         }
         Err(e) => {
             1u8.hash(&mut h);
@@ -173,7 +175,13 @@ impl SharedQuery {
             .database()
             .subscriptions()
             .subscribe(out.read_set, out.ts);
-        let outcome = out.result.map(|v| v.to_json());
+        // Straight from the value to JSON text (no `serde_json::Value`
+        // tree): hashed here, then copied into each subscriber's frame.
+        let outcome = out.result.and_then(|v| {
+            serde_json::value::to_raw_value(&v)
+                .map(Arc::from)
+                .map_err(|e| Error::internal(format!("cannot serialize a query result: {e}")))
+        });
         let hash = hash_outcome(&outcome, &out.log_lines, &out.journal);
         QueryResult {
             outcome,

@@ -31,7 +31,7 @@ use futures::{SinkExt, StreamExt};
 use persistence::Timestamp;
 use protocol::{
     AuthToken, ClientMessage, FunctionFailure, FunctionSuccess, MutationSuccess,
-    QuerySetModification, ServerMessage, StateModification, StateVersion, WireTs,
+    QuerySetModification, QueryValue, ServerMessage, StateModification, StateVersion, WireTs,
 };
 use runtime::{FunctionKind, SessionRequest};
 use tokio::sync::{Notify, mpsc};
@@ -792,7 +792,7 @@ impl Worker {
                     modifications.push(match &r.outcome {
                         Ok(value) => StateModification::QueryUpdated {
                             query_id: *id,
-                            value: value.clone(),
+                            value: QueryValue::Serialized(Arc::clone(value)),
                             log_lines: r.log_lines.clone(),
                             journal: r.journal.clone(),
                         },

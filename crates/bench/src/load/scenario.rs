@@ -592,12 +592,15 @@ impl TransitionSink for Subscriber {
                 StateModification::QueryUpdated {
                     query_id, value, ..
                 } => match st.roles.get(query_id).copied() {
-                    Some(Role::Stream(Kind::Chat)) => new += self.on_chat(&mut st, value, read_at),
-                    Some(Role::Stream(Kind::Transcript)) => {
-                        new += self.on_transcript(&mut st, conn, value, read_at)
-                    }
-                    Some(Role::Stream(Kind::Notes)) => {
-                        new += self.on_notes(&mut st, value, read_at)
+                    Some(Role::Stream(kind)) => {
+                        // Decoded messages hold parsed values; `json` borrows them.
+                        let value = value.json();
+                        let value = value.as_ref();
+                        new += match kind {
+                            Kind::Chat => self.on_chat(&mut st, value, read_at),
+                            Kind::Transcript => self.on_transcript(&mut st, conn, value, read_at),
+                            Kind::Notes => self.on_notes(&mut st, value, read_at),
+                        };
                     }
                     Some(Role::Meeting | Role::Participants) => st.other_updates += 1,
                     None => {}
