@@ -682,12 +682,9 @@ mod tests {
         assert_eq!(split_transition("x".into(), 0).len(), 1);
     }
 
-    #[test]
-    fn a_serialized_query_value_writes_the_same_frame_as_a_parsed_one() {
-        let json =
-            serde_json::json!([{"_id": "m0", "n": {"$integer": "AQAAAAAAAAA="}}, 1.5, "x\"y"]);
-        let raw: Arc<RawValue> = serde_json::value::to_raw_value(&json).unwrap().into();
-        let transition = |value: QueryValue| ServerMessage::Transition {
+    /// A Transition carrying one `QueryUpdated` with `value`.
+    fn transition(value: QueryValue) -> ServerMessage {
+        ServerMessage::Transition {
             start_version: StateVersion::initial(),
             end_version: StateVersion {
                 query_set: 1,
@@ -702,7 +699,14 @@ mod tests {
             }],
             client_clock_skew: None,
             server_ts: None,
-        };
+        }
+    }
+
+    #[test]
+    fn a_serialized_query_value_writes_the_same_frame_as_a_parsed_one() {
+        let json =
+            serde_json::json!([{"_id": "m0", "n": {"$integer": "AQAAAAAAAAA="}}, 1.5, "x\"y"]);
+        let raw: Arc<RawValue> = serde_json::value::to_raw_value(&json).unwrap().into();
         let text = transition(QueryValue::Serialized(raw.clone())).to_json_string();
         assert_eq!(text, transition(json.clone().into()).to_json_string());
         // A client decodes it to the parsed value, equal to both forms.
@@ -714,22 +718,7 @@ mod tests {
 
     #[test]
     fn to_frames_only_splits_large_transitions() {
-        let t = ServerMessage::Transition {
-            start_version: StateVersion::initial(),
-            end_version: StateVersion {
-                query_set: 1,
-                identity: 0,
-                ts: WireTs(5),
-            },
-            modifications: vec![StateModification::QueryUpdated {
-                query_id: 0,
-                value: Value::String("x".repeat(1000)).into(),
-                log_lines: vec![],
-                journal: None,
-            }],
-            client_clock_skew: None,
-            server_ts: None,
-        };
+        let t = transition(Value::String("x".repeat(1000)).into());
         let whole = t.to_json_string();
         assert_eq!(t.to_frames(usize::MAX), vec![whole.clone()]);
         let frames = t.to_frames(100);
