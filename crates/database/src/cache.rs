@@ -1,22 +1,32 @@
 //! Caches of decoded reads, shared by every transaction of one engine.
 //!
-//! Both caches are exact — a hit returns what storage would have returned —
-//! because of what they are keyed on:
+//! Both caches are exact — a hit returns what storage would have returned:
 //!
 //! * **Document versions**, keyed by `(document id, version timestamp)`. A
 //!   stored version never changes, so a hit only skips decoding its JSON.
 //!   Reads fill it after decoding, and the committer fills it with every
 //!   version it wrote once the group is durable, so the queries a commit
 //!   invalidates find the new versions already decoded.
-//! * **Snapshot reads**, keyed by `(snapshot timestamp, read)` for point
-//!   reads and index scans. The committed state at a timestamp never
-//!   changes (every commit gets a new, larger timestamp; a failed group's
-//!   timestamps were never visible), so the same read at the same snapshot
-//!   timestamp returns the same rows. When one commit invalidates the same
-//!   query for many identities — each participant's own
-//!   `listTranscriptChunks` subscription — their re-runs open snapshots at
-//!   the same timestamp, and only the first one reads the backend. Reads of
-//!   a transaction's *pending* writes are overlaid afterwards by
+//! * **Reads of the committed state** — point reads and index scans —,
+//!   keyed by the read (id, or index, range, order and limit). An entry
+//!   holds the rows and the timestamps `[lo, hi]` at which they are known to
+//!   be the committed state. The state at a timestamp never changes (every
+//!   commit gets a new, larger timestamp; a failed group's timestamps were
+//!   never visible), so a read at a snapshot inside `[lo, hi]` is a hit. A
+//!   read at another snapshot `ts` is a hit too when the subscription
+//!   manager's write log shows that no commit between `hi` and `ts` (or `ts`
+//!   and `lo`) wrote a key inside the read's interval — the same test as
+//!   optimistic concurrency control — and the entry's range then grows to
+//!   include `ts`. Only reads whose rows change exactly when a key inside
+//!   their interval is written are carried: point reads and database-index
+//!   scans, not search-index scans (an edit keeping a term writes no key
+//!   for it). The log cannot tell for commits not applied yet, commits
+//!   older than its horizon, or more than [`MAX_CHECKED_COMMITS`] commits;
+//!   those are misses. So the access checks every function starts with
+//!   (the meeting, the caller's participant row) and the scans of a meeting
+//!   whose other subscribers re-ran a moment earlier are read from the
+//!   backend once per change, not once per snapshot. Reads of a
+//!   transaction's *pending* writes are overlaid afterwards by
 //!   [`crate::Transaction`], so the cache holds committed state only.
 //!
 //! Each cache is an LRU list with a byte budget. An entry weighs its keys, a
@@ -25,14 +35,16 @@
 //! takes several times its JSON text; with the JSON length alone an 8 MiB
 //! budget grew the server by ~40 MiB). Entries
 //! heavier than an eighth of the budget are not cached. Hits and misses are
-//! counted in `connvo_read_cache_total{cache, outcome}`.
+//! counted in `connvo_read_cache_total{cache, outcome}`; a read served at a
+//! snapshot outside its entry's range after the log check counts as
+//! `outcome="carried"`.
 //!
 //! `hashlink::LruCache` (already in the tree through rusqlite) provides the
 //! ordered map; only the byte accounting is ours.
 
 use std::hash::Hash;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use errors::Result;
 use hashlink::LruCache;
@@ -41,9 +53,16 @@ use persistence::{IndexId, KeyRange, Order, StoredDocument, TableNumber, Timesta
 use values::DocumentId;
 
 use crate::document::Document;
+use crate::readset::IntervalProbe;
+use crate::subscriptions::SubscriptionManager;
 
 /// Bookkeeping bytes charged per entry on top of its payload.
 const ENTRY_OVERHEAD: usize = 96;
+
+/// Most logged commits a lookup checks before it counts as a miss (the check
+/// holds the subscription manager's lock; a few hundred filter tests take a
+/// few microseconds, about one backend read).
+pub const MAX_CHECKED_COMMITS: usize = 512;
 
 /// Estimated heap bytes of a decoded document per byte of its JSON.
 pub const DECODED_PER_JSON_BYTE: usize = 6;
@@ -99,6 +118,11 @@ impl<K: Hash + Eq, V: Clone> Lru<K, V> {
         self.map.get(key).map(|(v, _)| v.clone())
     }
 
+    /// The entry, marked most recently used.
+    fn get_mut(&mut self, key: &K) -> Option<&mut V> {
+        self.map.get_mut(key).map(|(v, _)| v)
+    }
+
     fn insert(&mut self, key: K, value: V, weight: usize) {
         let weight = weight + ENTRY_OVERHEAD;
         if weight > self.budget / 8 {
@@ -125,14 +149,13 @@ fn decoded_weight(json_len: usize) -> usize {
     json_len.saturating_mul(DECODED_PER_JSON_BYTE) + 20
 }
 
-/// What identifies one read of the committed state.
+/// What identifies one read of the committed state (at any timestamp).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) enum ReadKey {
-    /// `db.get(id)` at snapshot `ts`.
-    Get { ts: Timestamp, id: [u8; 20] },
-    /// An index scan at snapshot `ts`.
+    /// `db.get(id)`.
+    Get { id: [u8; 20] },
+    /// An index scan.
     Scan {
-        ts: Timestamp,
         index: IndexId,
         start: Vec<u8>,
         end: Option<Vec<u8>>,
@@ -143,15 +166,8 @@ pub(crate) enum ReadKey {
 
 impl ReadKey {
     /// The key of a scan request.
-    pub(crate) fn scan(
-        ts: Timestamp,
-        index: IndexId,
-        range: &KeyRange,
-        order: Order,
-        limit: usize,
-    ) -> Self {
+    pub(crate) fn scan(index: IndexId, range: &KeyRange, order: Order, limit: usize) -> Self {
         ReadKey::Scan {
-            ts,
             index,
             start: range.start.clone(),
             end: range.end.clone(),
@@ -162,10 +178,18 @@ impl ReadKey {
 
     fn weight(&self) -> usize {
         match self {
-            ReadKey::Get { .. } => 28,
-            ReadKey::Scan { start, end, .. } => 40 + start.len() + end.as_ref().map_or(0, Vec::len),
+            ReadKey::Get { .. } => 36,
+            ReadKey::Scan { start, end, .. } => 48 + start.len() + end.as_ref().map_or(0, Vec::len),
         }
     }
+}
+
+/// A cached read and the snapshot timestamps it is known valid at.
+#[derive(Debug, Clone)]
+struct ReadEntry {
+    lo: Timestamp,
+    hi: Timestamp,
+    read: CachedRead,
 }
 
 /// A point read's result: the document's table, its JSON length (for the
@@ -204,13 +228,19 @@ pub struct ReadCacheStats {
     pub read_hits: u64,
     /// Reads that went to the backend.
     pub read_misses: u64,
+    /// Of the read hits, those served at a snapshot outside the entry's
+    /// timestamps after the write-log check.
+    pub read_carried: u64,
 }
 
 /// The engine's read caches.
 pub struct ReadCache {
     docs: Mutex<Lru<([u8; 20], Timestamp), Document>>,
-    reads: Mutex<Lru<ReadKey, CachedRead>>,
-    counts: [AtomicU64; 4],
+    reads: Mutex<Lru<ReadKey, ReadEntry>>,
+    /// The write log that carries reads across timestamps (set once the
+    /// engine has opened; until then only exact timestamps hit).
+    log: OnceLock<Arc<SubscriptionManager>>,
+    counts: [AtomicU64; 5],
 }
 
 impl std::fmt::Debug for ReadCache {
@@ -228,16 +258,24 @@ impl ReadCache {
         Self {
             docs: Mutex::new(Lru::new(limits.document_bytes)),
             reads: Mutex::new(Lru::new(limits.read_bytes)),
+            log: OnceLock::new(),
             counts: Default::default(),
         }
     }
 
-    fn count(&self, cache: &'static str, hit: bool) {
-        let (slot, outcome) = match (cache, hit) {
-            ("document", true) => (0, "hit"),
-            ("document", false) => (1, "miss"),
-            (_, true) => (2, "hit"),
-            (_, false) => (3, "miss"),
+    /// Lets reads be carried across timestamps with `log`'s write log.
+    pub(crate) fn attach_log(&self, log: Arc<SubscriptionManager>) {
+        // Set once, by `Database::open`; a second call changes nothing.
+        let _ = self.log.set(log);
+    }
+
+    fn count(&self, slot: usize) {
+        let (cache, outcome) = match slot {
+            0 => ("document", "hit"),
+            1 => ("document", "miss"),
+            2 => ("read", "hit"),
+            3 => ("read", "miss"),
+            _ => ("read", "carried"),
         };
         self.counts[slot].fetch_add(1, Ordering::Relaxed);
         metrics::counter!("connvo_read_cache_total", "cache" => cache, "outcome" => outcome)
@@ -250,8 +288,9 @@ impl ReadCache {
         ReadCacheStats {
             document_hits: c(0),
             document_misses: c(1),
-            read_hits: c(2),
+            read_hits: c(2) + c(4),
             read_misses: c(3),
+            read_carried: c(4),
         }
     }
 
@@ -263,10 +302,10 @@ impl ReadCache {
         };
         let key = (id, stored.ts);
         if let Some(doc) = self.docs.lock().get(&key) {
-            self.count("document", true);
+            self.count(0);
             return Ok(doc);
         }
-        self.count("document", false);
+        self.count(1);
         let doc = Document::from_stored(stored)?;
         self.docs
             .lock()
@@ -287,15 +326,58 @@ impl ReadCache {
             .insert((id.to_bytes(), ts), doc, decoded_weight(json_len));
     }
 
-    /// A cached read result.
-    pub(crate) fn read(&self, key: &ReadKey) -> Option<CachedRead> {
-        let found = self.reads.lock().get(key);
-        self.count("read", found.is_some());
-        found
+    /// The cached result of the read `key` at snapshot `ts`, if the cache
+    /// holds it at `ts` or, with `interval` (the read's keys) given, the
+    /// write log shows that no commit between the entry's timestamps and
+    /// `ts` wrote into it. Without `interval` only an exact hit counts (for
+    /// reads whose rows can change without a key inside the interval being
+    /// written).
+    pub(crate) fn read(
+        &self,
+        key: &ReadKey,
+        ts: Timestamp,
+        interval: Option<&IntervalProbe<'_>>,
+    ) -> Option<CachedRead> {
+        let (lo, hi, read) = {
+            let mut reads = self.reads.lock();
+            let Some(entry) = reads.get_mut(key) else {
+                drop(reads);
+                self.count(3);
+                return None;
+            };
+            if entry.lo <= ts && ts <= entry.hi {
+                let read = entry.read.clone();
+                drop(reads);
+                self.count(2);
+                return Some(read);
+            }
+            (entry.lo, entry.hi, entry.read.clone())
+        };
+        let (from, to) = if ts > hi { (hi, ts) } else { (ts, lo) };
+        let unchanged = self.log.get().zip(interval).and_then(|(log, interval)| {
+            log.unchanged_between(from, to, interval, MAX_CHECKED_COMMITS)
+        });
+        if unchanged != Some(true) {
+            self.count(3);
+            return None;
+        }
+        {
+            let mut reads = self.reads.lock();
+            // Unless another read replaced the entry meanwhile.
+            if let Some(entry) = reads.get_mut(key)
+                && (entry.lo, entry.hi) == (lo, hi)
+            {
+                entry.lo = lo.min(ts);
+                entry.hi = hi.max(ts);
+            }
+        }
+        self.count(4);
+        Some(read)
     }
 
-    /// Stores a read result.
-    pub(crate) fn put_read(&self, key: ReadKey, value: CachedRead) {
+    /// Stores the result of the read `key` at snapshot `ts`, unless the
+    /// cache already holds it at `ts` or at a later snapshot.
+    pub(crate) fn put_read(&self, key: ReadKey, ts: Timestamp, value: CachedRead) {
         let payload = match &value {
             CachedRead::Get(None) => 0,
             CachedRead::Get(Some(g)) => decoded_weight(g.json_len),
@@ -304,7 +386,19 @@ impl ReadCache {
             }
         };
         let weight = key.weight() + payload;
-        self.reads.lock().insert(key, value, weight);
+        let mut reads = self.reads.lock();
+        if reads.get_mut(&key).is_some_and(|entry| entry.hi >= ts) {
+            return;
+        }
+        reads.insert(
+            key,
+            ReadEntry {
+                lo: ts,
+                hi: ts,
+                read: value,
+            },
+            weight,
+        );
     }
 }
 

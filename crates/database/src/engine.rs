@@ -164,6 +164,7 @@ impl Database {
         rebuild_changed_indexes(&persistence, &env).await?;
         let latest = persistence.latest_ts().await?;
         let subscriptions = SubscriptionManager::new(latest, options.write_log);
+        env.cache.attach_log(Arc::clone(&subscriptions));
         let (tx, rx) = mpsc::channel(options.queue_capacity.max(1));
         let committer = run_committer(
             Arc::clone(&persistence),

@@ -304,6 +304,57 @@ impl ReadProbe {
     }
 }
 
+/// One read interval's test against logged write sets, for the read cache
+/// ([`crate::cache`]): the rule of a one-interval [`ReadProbe`] (index bit,
+/// bucket bits, then a binary search of the sorted keys) without building
+/// one.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct IntervalProbe<'a> {
+    index: IndexId,
+    range: &'a KeyRange,
+    /// Zero when the interval has no bucket (only the index bit is tested).
+    bucket_bits: [u64; 4],
+}
+
+impl<'a> IntervalProbe<'a> {
+    /// The probe of `range` of `index`, whose keys all start with `bucket`
+    /// when one is given.
+    pub(crate) fn new(index: IndexId, range: &'a KeyRange, bucket: Option<&[u8]>) -> Self {
+        Self {
+            index,
+            range,
+            bucket_bits: bucket.map_or([0; 4], |b| bucket_bits(index, b)),
+        }
+    }
+
+    /// Whether a key of `writes` lies in the interval.
+    pub(crate) fn written(&self, writes: &WriteSet, filter: &WriteFilter) -> bool {
+        if filter.indexes & index_bit(self.index) == 0
+            || !filter
+                .buckets
+                .iter()
+                .zip(&self.bucket_bits)
+                .all(|(word, mask)| word & mask == *mask)
+        {
+            return false;
+        }
+        let range = self.range;
+        if filter.sorted {
+            let keys = &writes.keys;
+            let at = keys
+                .partition_point(|k| (k.index, k.key.as_slice()) < (self.index, &range.start[..]));
+            keys.get(at).is_some_and(|k| {
+                k.index == self.index && range.end.as_ref().is_none_or(|end| k.key < *end)
+            })
+        } else {
+            writes
+                .keys
+                .iter()
+                .any(|k| k.index == self.index && range.contains(&k.key))
+        }
+    }
+}
+
 /// One index key written by a commit.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct WrittenKey {
@@ -416,7 +467,7 @@ mod tests {
 
     proptest::proptest! {
         /// The filter never hides an overlap, whatever the keys and
-        /// intervals (bucketed intervals hold keys with their bucket as the
+        /// intervals, for a whole read set and for one interval alone (bucketed intervals hold keys with their bucket as the
         /// first component, as the engine builds them).
         #[test]
         fn the_filter_has_no_false_negatives(
@@ -450,12 +501,25 @@ mod tests {
             let probe = rs.probe();
             let naive = rs.overlaps(&ws);
             proptest::prop_assert_eq!(rs.overlaps_filtered(&probe, &ws, &filter), naive);
+            // Each interval alone, as the read cache tests it.
+            let one_by_one = |ws: &WriteSet, filter: &WriteFilter| {
+                rs.intervals().iter().map(|r| {
+                    let alone = ReadSet { intervals: vec![r.clone()] }.overlaps(ws);
+                    (IntervalProbe::new(r.index, &r.range, r.bucket.as_deref()).written(ws, filter), alone)
+                }).collect::<Vec<_>>()
+            };
+            for (probed, alone) in one_by_one(&ws, &filter) {
+                proptest::prop_assert_eq!(probed, alone);
+            }
             // The same keys sorted take the binary-search path.
             let mut sorted = ws;
             sorted.sort();
             let filter = WriteFilter::of(&sorted);
             proptest::prop_assert!(filter.sorted);
             proptest::prop_assert_eq!(rs.overlaps_filtered(&probe, &sorted, &filter), naive);
+            for (probed, alone) in one_by_one(&sorted, &filter) {
+                proptest::prop_assert_eq!(probed, alone);
+            }
         }
 
         /// Merged ranges hold exactly the keys of the intervals, for

@@ -11,7 +11,9 @@
 //! * optimistic concurrency control: a mutation that read at `ts` conflicts
 //!   if a commit after `ts` wrote into its read set ([`SubscriptionManager::first_conflict`]);
 //! * late registration: a subscription registered for a result computed at
-//!   `ts` is checked against commits published after `ts` first.
+//!   `ts` is checked against commits published after `ts` first;
+//! * the read cache ([`crate::cache`]): a read cached at one timestamp is
+//!   served at another when no commit between them wrote into its interval.
 //!
 //! Commits are applied in timestamp order by the committer (and, on a
 //! multi-node deployment, by the commit-log tailer). Matching a write key to
@@ -26,7 +28,7 @@ use parking_lot::Mutex;
 use persistence::{IndexId, Timestamp};
 use tokio::sync::{Notify, watch};
 
-use crate::readset::{ReadInterval, ReadProbe, ReadSet, WriteFilter, WriteSet};
+use crate::readset::{IntervalProbe, ReadInterval, ReadProbe, ReadSet, WriteFilter, WriteSet};
 
 /// How much history the write log keeps.
 #[derive(Debug, Clone, Copy)]
@@ -254,6 +256,36 @@ impl SubscriptionManager {
             return Some(inner.horizon);
         }
         inner.first_overlap_after(ts, read_set, probe)
+    }
+
+    /// Whether the log shows that no commit in `(from, to]` wrote into the
+    /// interval of `probe`; `None` when it cannot tell: the log no longer
+    /// reaches back to `from`, `to` is after the newest applied commit (its
+    /// write set is not logged yet), or more than `max_commits` commits lie
+    /// between (the read cache would rather read again than hold the lock
+    /// that long).
+    pub(crate) fn unchanged_between(
+        &self,
+        from: Timestamp,
+        to: Timestamp,
+        probe: &IntervalProbe<'_>,
+        max_commits: usize,
+    ) -> Option<bool> {
+        let inner = self.inner.lock();
+        if from < inner.horizon || to > inner.processed {
+            return None;
+        }
+        let start = inner.log.partition_point(|(t, _, _)| *t <= from);
+        let end = inner.log.partition_point(|(t, _, _)| *t <= to);
+        if end.saturating_sub(start) > max_commits {
+            return None;
+        }
+        Some(
+            !inner
+                .log
+                .range(start..end.max(start))
+                .any(|(_, ws, filter)| probe.written(ws, filter)),
+        )
     }
 
     /// Applies one commit: logs it and invalidates every overlapping

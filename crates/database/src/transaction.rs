@@ -18,8 +18,8 @@ use crate::cache::{CachedGet, CachedRead, CachedScan, ReadCache, ReadKey};
 use crate::document::{Document, IndexKey, index_keys};
 use crate::limits;
 use crate::query::CursorPos;
-use crate::readset::{ReadInterval, ReadSet};
-use crate::schema::{BY_ID, IndexDef, Schema, Table};
+use crate::readset::{IntervalProbe, ReadInterval, ReadSet};
+use crate::schema::{BY_ID, IndexDef, IndexKind, Schema, Table};
 use crate::{Clock, IdGenerator};
 
 /// The parts of the engine a transaction needs.
@@ -294,22 +294,30 @@ impl Transaction {
         keys::encode_id(&mut key, &id);
         let mut end = key.clone();
         end.push(0);
-        self.note_read(ReadInterval {
+        let interval = ReadInterval {
             index: by_id.id,
             range: KeyRange {
                 start: key.clone(),
                 end: Some(end),
             },
             bucket: Some(key),
-        })?;
-        let cache = &self.env.cache;
-        let key = ReadKey::Get {
-            ts: self.snapshot.ts(),
-            id: id_bytes,
         };
-        let found = match cache.read(&key) {
+        let ts = self.snapshot.ts();
+        let key = ReadKey::Get { id: id_bytes };
+        let cached = self.env.cache.read(
+            &key,
+            ts,
+            Some(&IntervalProbe::new(
+                interval.index,
+                &interval.range,
+                interval.bucket.as_deref(),
+            )),
+        );
+        self.note_read(interval)?;
+        let found = match cached {
             Some(CachedRead::Get(found)) => found,
             _ => {
+                let cache = &self.env.cache;
                 let found = match self.snapshot.get(&id_bytes).await? {
                     None => None,
                     Some(stored) => Some(CachedGet {
@@ -318,7 +326,7 @@ impl Transaction {
                         doc: cache.decode(&stored)?,
                     }),
                 };
-                cache.put_read(key, CachedRead::Get(found.clone()));
+                cache.put_read(key, ts, CachedRead::Get(found.clone()));
                 found
             }
         };
@@ -334,20 +342,34 @@ impl Transaction {
 
     /// The committed rows of an index scan at this snapshot (no pending
     /// writes), from the engine's read cache when the same scan already ran
-    /// at the same snapshot timestamp.
+    /// at this snapshot's timestamp or, for a database index, at one with
+    /// the same rows in `range` (see [`crate::cache`]).
+    ///
+    /// Search-index scans are not carried across timestamps: an edit that
+    /// keeps a term writes no key for it (see `engine::diff_index_keys`), so
+    /// the log cannot tell that the rows' documents changed.
     async fn committed_scan(
         &self,
-        index: persistence::IndexId,
+        index: &IndexDef,
         range: &KeyRange,
+        bucket: Option<&[u8]>,
         order: Order,
         limit: usize,
     ) -> Result<Arc<CachedScan>> {
         let cache = &self.env.cache;
-        let key = ReadKey::scan(self.snapshot.ts(), index, range, order, limit);
-        if let Some(CachedRead::Scan(found)) = cache.read(&key) {
+        let ts = self.snapshot.ts();
+        let key = ReadKey::scan(index.id, range, order, limit);
+        let carry = match index.kind {
+            IndexKind::Search { .. } => None,
+            _ => Some(IntervalProbe::new(index.id, range, bucket)),
+        };
+        if let Some(CachedRead::Scan(found)) = cache.read(&key, ts, carry.as_ref()) {
             return Ok(found);
         }
-        let stored = self.snapshot.index_scan(index, range, order, limit).await?;
+        let stored = self
+            .snapshot
+            .index_scan(index.id, range, order, limit)
+            .await?;
         let bytes = stored.iter().map(|r| r.doc.json.len()).sum();
         let mut rows = Vec::with_capacity(stored.len());
         for row in stored {
@@ -355,7 +377,7 @@ impl Transaction {
             rows.push((row.key, doc));
         }
         let scan = Arc::new(CachedScan { rows, bytes });
-        cache.put_read(key, CachedRead::Scan(Arc::clone(&scan)));
+        cache.put_read(key, ts, CachedRead::Scan(Arc::clone(&scan)));
         Ok(scan)
     }
 
@@ -415,7 +437,9 @@ impl Transaction {
             .filter(|w| w.table.number == table.number && w.old.is_some())
             .count();
         let fetch = limit.saturating_add(hiding);
-        let committed = self.committed_scan(index.id, &range, order, fetch).await?;
+        let committed = self
+            .committed_scan(index, &range, bucket.as_deref(), order, fetch)
+            .await?;
         let persisted_exhausted = committed.rows.len() < fetch;
         let horizon = committed.rows.last().map(|(key, _)| key.clone());
         let bytes = committed.bytes;

@@ -1,5 +1,7 @@
 //! The engine's read caches return exactly what storage holds: reads at one
-//! snapshot timestamp are shared, later snapshots see later commits, pending
+//! snapshot timestamp are shared, reads are carried to later (and earlier)
+//! snapshots only across commits that did not write into them, later
+//! snapshots see later commits, pending
 //! writes still overlay cached rows, and versions cached by the committer
 //! equal their stored decoding; a limited scan fetches extra committed rows
 //! only for pending writes that can hide one.
@@ -61,6 +63,59 @@ async fn reads_at_one_snapshot_timestamp_go_to_storage_once() {
     assert_eq!(scan_ns(&mut c, "g").await, vec![1.0, 2.0, 3.0, 4.0]);
     // The older snapshot keeps its own (cached) view.
     assert_eq!(scan_ns(&mut a, "g").await, vec![1.0, 2.0, 3.0]);
+}
+
+#[tokio::test]
+async fn reads_are_carried_across_commits_that_do_not_touch_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = common::open(dir.path()).await;
+    let ids = seed(&db, &[1.0, 2.0]).await;
+
+    let mut t1 = db.begin(false).await.unwrap();
+    assert_eq!(scan_ns(&mut t1, "g").await, vec![1.0, 2.0]);
+    assert!(t1.get(ids[0]).await.unwrap().is_some());
+
+    // A commit into another group and of another document.
+    let mut tx = db.begin(true).await.unwrap();
+    tx.insert("items", item("h", 7.0)).unwrap();
+    db.commit(tx).await.unwrap();
+    let before = db.read_cache_stats();
+    let mut t2 = db.begin(false).await.unwrap();
+    assert!(t2.ts() > t1.ts());
+    assert_eq!(scan_ns(&mut t2, "g").await, vec![1.0, 2.0]);
+    let doc = t2.get(ids[0]).await.unwrap().unwrap();
+    assert_eq!(doc.field("n"), Some(&Value::Float64(1.0)));
+    let after = db.read_cache_stats();
+    assert_eq!(after.read_carried - before.read_carried, 2, "{after:?}");
+    assert_eq!(after.read_misses, before.read_misses, "{after:?}");
+    // Both reads are in the read set as usual.
+    assert!(!t2.read_set().is_empty());
+
+    // A commit that writes inside the scanned range and to the document.
+    let mut tx = db.begin(true).await.unwrap();
+    let mut p = BTreeMap::new();
+    p.insert("n".to_owned(), Some(Value::Float64(1.5)));
+    tx.patch(ids[0], p).await.unwrap();
+    db.commit(tx).await.unwrap();
+    let before = db.read_cache_stats();
+    let mut t3 = db.begin(false).await.unwrap();
+    assert_eq!(scan_ns(&mut t3, "g").await, vec![1.5, 2.0]);
+    let doc = t3.get(ids[0]).await.unwrap().unwrap();
+    assert_eq!(doc.field("n"), Some(&Value::Float64(1.5)));
+    let after = db.read_cache_stats();
+    assert_eq!(after.read_misses - before.read_misses, 2, "{after:?}");
+    assert_eq!(after.read_carried, before.read_carried, "{after:?}");
+
+    // The older snapshots still read their own state: the entries now hold
+    // t3's rows, and the log shows a write in between.
+    assert_eq!(scan_ns(&mut t2, "g").await, vec![1.0, 2.0]);
+    let doc = t1.get(ids[0]).await.unwrap().unwrap();
+    assert_eq!(doc.field("n"), Some(&Value::Float64(1.0)));
+    // And a read carried backwards over the unrelated commit is a hit.
+    let before = db.read_cache_stats();
+    let mut t2b = db.begin(false).await.unwrap();
+    assert_eq!(scan_ns(&mut t2b, "g").await, vec![1.5, 2.0]);
+    assert_eq!(db.read_cache_stats().read_misses, before.read_misses);
 }
 
 #[tokio::test]

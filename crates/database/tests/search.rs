@@ -226,6 +226,48 @@ async fn insert_patch_delete_keep_the_index_exact() {
     assert!(search(&db, "m2", "back").await.is_empty());
 }
 
+/// The read cache carries index scans across commits that wrote no key in
+/// their range; an edit that keeps a term writes no key for it, so a search
+/// must still see the edited document.
+#[tokio::test]
+async fn a_search_sees_edits_that_keep_the_matched_term() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path()).await;
+    let id = insert(&db, "m1", "Roadmap and hiring").await;
+    assert_eq!(search(&db, "m1", "roadmap").await, ["Roadmap and hiring"]);
+    let mut tx = db.begin(true).await.unwrap();
+    let mut patch = BTreeMap::new();
+    patch.insert(
+        "content".to_owned(),
+        Some(Value::from("Roadmap and hiring, and budget")),
+    );
+    tx.patch(id, patch).await.unwrap();
+    db.commit(tx).await.unwrap();
+    assert_eq!(
+        search(&db, "m1", "roadmap").await,
+        ["Roadmap and hiring, and budget"]
+    );
+    let mut tx = db.begin(true).await.unwrap();
+    let mut patch = BTreeMap::new();
+    patch.insert("title".to_owned(), Some(Value::from("Weekly")));
+    tx.patch(id, patch).await.unwrap();
+    db.commit(tx).await.unwrap();
+    let mut tx = db.begin(false).await.unwrap();
+    let docs = search_in(
+        &mut tx,
+        "notes",
+        "search_content",
+        SearchFilter::new()
+            .search("content", "roadmap")
+            .eq("meetingId", "m1"),
+        10,
+    )
+    .await
+    .unwrap();
+    assert_eq!(docs.len(), 1);
+    assert_eq!(docs[0].field("title"), Some(&Value::from("Weekly")));
+}
+
 #[tokio::test]
 async fn filters_select_one_meeting_and_absent_filters_scan_the_table() {
     let dir = tempfile::tempdir().unwrap();
