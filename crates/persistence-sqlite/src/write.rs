@@ -13,6 +13,7 @@
 //! blocking pool; see [`SqliteWriteTxn::commit`].
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
 use errors::{Error, Result};
@@ -50,13 +51,27 @@ const RAISE_FLOOR: &str = "INSERT INTO globals (name, value) VALUES ('log_floor'
 pub(crate) struct Writer {
     /// Declared before `_lock`: the connection closes first.
     conn: Connection,
+    /// Transactions committed (or attempted) through this writer: bumped
+    /// right after every `COMMIT`, before the committer hears of it, so a
+    /// snapshot tagged with an older count may miss a commit (see
+    /// [`crate::snapshot::SharedSnapshots`]).
+    commits: Arc<AtomicU64>,
     _lock: Arc<DirLock>,
 }
 
 impl Writer {
     /// Wraps the (already migrated) writer connection.
     pub(crate) fn new(conn: Connection, lock: Arc<DirLock>) -> Self {
-        Self { conn, _lock: lock }
+        Self {
+            conn,
+            commits: Arc::new(AtomicU64::new(0)),
+            _lock: lock,
+        }
+    }
+
+    /// The commit counter (see [`Writer::commits`]).
+    pub(crate) fn commit_counter(&self) -> Arc<AtomicU64> {
+        Arc::clone(&self.commits)
     }
 
     /// The connection, for tests that write outside a transaction.
@@ -92,7 +107,9 @@ pub(crate) fn prune_commit_log(writer: &Writer, before: Timestamp) -> Result<u64
                 .context("prune commit log")?
         }
     };
-    tx.commit().context("commit prune")?;
+    let committed = tx.commit().context("commit prune");
+    writer.commits.fetch_add(1, Ordering::SeqCst);
+    committed?;
     u64::try_from(deleted).map_err(|_| Error::internal("sqlite: deleted row count overflows"))
 }
 
@@ -191,6 +208,9 @@ fn commit_blocking(writer: OwnedMutexGuard<Writer>) -> Result<()> {
         .and_then(|mut s| s.execute([]))
         .map(drop)
         .context("COMMIT");
+    // Whatever the outcome: a snapshot opened before this point must not be
+    // handed out as current any more.
+    writer.commits.fetch_add(1, Ordering::SeqCst);
     if result.is_err()
         && let Err(e) = rollback_if_open(conn)
     {
