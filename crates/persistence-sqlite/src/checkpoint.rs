@@ -44,7 +44,6 @@ use rusqlite::{Connection, OpenFlags};
 use tokio::sync::Mutex;
 
 use crate::gate::ReaderGate;
-use crate::snapshot::SharedSnapshots;
 use crate::write::Writer;
 
 /// How often the checkpointer wakes up.
@@ -89,9 +88,6 @@ fn passive(conn: &Connection) -> rusqlite::Result<(i64, i64)> {
 pub(crate) struct Coordination {
     /// Closed while the restart waits for readers.
     pub(crate) gate: Arc<ReaderGate>,
-    /// Released once the gate is closed, so the drain does not wait for
-    /// the kept snapshot.
-    pub(crate) snapshots: Arc<SharedSnapshots>,
     /// Held for the RESTART itself, so no write transaction is open.
     pub(crate) writer: Arc<Mutex<Writer>>,
 }
@@ -189,7 +185,6 @@ impl Checkpoint {
         self.flush_db();
         let started = Instant::now();
         let closed = self.coord.gate.close();
-        self.coord.snapshots.release();
         if !closed.wait_drained(DRAIN_TIMEOUT) {
             let active = self.coord.gate.active();
             drop(closed);
@@ -331,14 +326,9 @@ mod tests {
         crate::schema::migrate(&mut conn).unwrap();
         conn.pragma_update(None, "wal_autocheckpoint", 0).unwrap();
         let pool = Arc::new(ReadPool::open(path.clone(), readers, Arc::clone(&lock)).unwrap());
-        let writer = Writer::new(conn, lock);
         let coord = Coordination {
             gate: Arc::clone(pool.gate()),
-            snapshots: Arc::new(SharedSnapshots::new(
-                Arc::clone(&pool),
-                writer.commit_counter(),
-            )),
-            writer: Arc::new(Mutex::new(writer)),
+            writer: Arc::new(Mutex::new(Writer::new(conn, lock))),
         };
         (path, pool, coord)
     }
@@ -482,38 +472,6 @@ mod tests {
         let after = observing.pass().unwrap();
         assert!(after < 10, "the WAL did not restart: {after} frames");
         assert_eq!(pool.gate().active(), 0);
-    }
-
-    /// The kept shared snapshot (no caller holds it) does not defer a
-    /// restart: closing the gate releases it.
-    #[test]
-    fn the_kept_snapshot_is_released_for_a_restart() {
-        let dir = tempfile::tempdir().unwrap();
-        let (path, pool, coord) = store(dir.path(), 2);
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        for i in 0..200u32 {
-            insert(&coord, i);
-        }
-        let mut restarting = Checkpoint::new(&path, coord.clone(), 50).unwrap();
-        let mut observing = Checkpoint::new(&path, coord.clone(), i64::MAX).unwrap();
-        drop(rt.block_on(coord.snapshots.get()).unwrap());
-        assert_eq!(pool.gate().active(), 1, "the snapshot is kept");
-        let started = Instant::now();
-        restarting.pass().unwrap();
-        assert!(
-            started.elapsed() < DRAIN_TIMEOUT,
-            "the restart waited for the kept snapshot"
-        );
-        assert_eq!(pool.gate().active(), 0, "the kept snapshot was released");
-        insert(&coord, 1_000);
-        let after = observing.pass().unwrap();
-        assert!(after < 10, "the WAL did not restart: {after} frames");
-        // The next snapshot is kept again.
-        drop(rt.block_on(coord.snapshots.get()).unwrap());
-        assert_eq!(pool.gate().active(), 1);
     }
 
     /// A write transaction that outlasts the writer timeout (and might be

@@ -82,11 +82,6 @@ impl ReaderGate {
         ClosedGate { gate: self }
     }
 
-    /// Whether the gate is closed (new readers wait).
-    pub(crate) fn is_closed(&self) -> bool {
-        self.closed.load(Ordering::SeqCst)
-    }
-
     /// Read transactions in flight.
     pub(crate) fn active(&self) -> usize {
         self.active.load(Ordering::SeqCst)

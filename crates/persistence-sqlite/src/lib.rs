@@ -59,7 +59,7 @@ mod write;
 
 use crate::lock::DirLock;
 use crate::pool::ReadPool;
-use crate::snapshot::SharedSnapshots;
+use crate::snapshot::SqliteSnapshot;
 use crate::write::{SqliteWriteTxn, Writer};
 
 /// The database file inside the data directory.
@@ -96,7 +96,6 @@ pub struct SqlitePersistence {
     /// Dropped before `writer`: read-only connections cannot checkpoint, so
     /// the writer closing last is what folds the WAL back into the database.
     readers: Arc<ReadPool>,
-    snapshots: Arc<SharedSnapshots>,
     writer: Arc<Mutex<Writer>>,
     db_path: PathBuf,
     options: SqliteOptions,
@@ -141,17 +140,11 @@ impl SqlitePersistence {
             Arc::clone(&lock),
         )?);
         tracing::debug!(path = %db_path.display(), lock = %lock.path().display(), "sqlite store opened");
-        let writer = Writer::new(conn, lock);
-        let snapshots = Arc::new(SharedSnapshots::new(
-            Arc::clone(&readers),
-            writer.commit_counter(),
-        ));
-        let writer = Arc::new(Mutex::new(writer));
+        let writer = Arc::new(Mutex::new(Writer::new(conn, lock)));
         let checkpointer = checkpoint::Checkpointer::start(
             db_path.clone(),
             checkpoint::Coordination {
                 gate: Arc::clone(readers.gate()),
-                snapshots: Arc::clone(&snapshots),
                 writer: Arc::clone(&writer),
             },
         );
@@ -159,17 +152,9 @@ impl SqlitePersistence {
             _checkpointer: checkpointer,
             writer,
             readers,
-            snapshots,
             db_path,
             options,
         }))
-    }
-
-    /// A pooled connection for a one-off read, after releasing the kept
-    /// snapshot (with a one-connection pool it would hold the connection).
-    async fn checkout(&self) -> Result<pool::PooledConn> {
-        self.snapshots.release();
-        self.readers.checkout().await
     }
 
     /// The path of the database file.
@@ -190,7 +175,7 @@ impl Persistence for SqlitePersistence {
     }
 
     async fn snapshot(&self) -> Result<Arc<dyn Snapshot>> {
-        Ok(self.snapshots.get().await?)
+        Ok(Arc::new(SqliteSnapshot::open(&self.readers).await?))
     }
 
     async fn begin_write(&self) -> Result<Box<dyn WriteTxn>> {
@@ -198,12 +183,12 @@ impl Persistence for SqlitePersistence {
     }
 
     async fn latest_ts(&self) -> Result<Timestamp> {
-        let pooled = self.checkout().await?;
+        let pooled = self.readers.checkout().await?;
         read::max_ts(pooled.conn()?)
     }
 
     async fn commits_after(&self, after: Timestamp, limit: usize) -> Result<Vec<CommitLogEntry>> {
-        let pooled = self.checkout().await?;
+        let pooled = self.readers.checkout().await?;
         read::commits_after(pooled.conn()?, after, limit)
     }
 
@@ -216,12 +201,12 @@ impl Persistence for SqlitePersistence {
     }
 
     async fn commit_log_floor(&self) -> Result<Timestamp> {
-        let pooled = self.checkout().await?;
+        let pooled = self.readers.checkout().await?;
         read::log_floor(pooled.conn()?)
     }
 
     async fn index_metadata(&self) -> Result<Vec<IndexMeta>> {
-        let pooled = self.checkout().await?;
+        let pooled = self.readers.checkout().await?;
         read::index_metadata(pooled.conn()?)
     }
 }

@@ -13,7 +13,6 @@
 //! blocking pool; see [`SqliteWriteTxn::commit`].
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
 use errors::{Error, Result};
@@ -51,27 +50,13 @@ const RAISE_FLOOR: &str = "INSERT INTO globals (name, value) VALUES ('log_floor'
 pub(crate) struct Writer {
     /// Declared before `_lock`: the connection closes first.
     conn: Connection,
-    /// Transactions committed (or attempted) through this writer: bumped
-    /// right after every `COMMIT`, before the committer hears of it, so a
-    /// snapshot tagged with an older count may miss a commit (see
-    /// [`crate::snapshot::SharedSnapshots`]).
-    commits: Arc<AtomicU64>,
     _lock: Arc<DirLock>,
 }
 
 impl Writer {
     /// Wraps the (already migrated) writer connection.
     pub(crate) fn new(conn: Connection, lock: Arc<DirLock>) -> Self {
-        Self {
-            conn,
-            commits: Arc::new(AtomicU64::new(0)),
-            _lock: lock,
-        }
-    }
-
-    /// The commit counter (see [`Writer::commits`]).
-    pub(crate) fn commit_counter(&self) -> Arc<AtomicU64> {
-        Arc::clone(&self.commits)
+        Self { conn, _lock: lock }
     }
 
     /// The connection, for tests that write outside a transaction.
@@ -107,9 +92,7 @@ pub(crate) fn prune_commit_log(writer: &Writer, before: Timestamp) -> Result<u64
                 .context("prune commit log")?
         }
     };
-    let committed = tx.commit().context("commit prune");
-    writer.commits.fetch_add(1, Ordering::SeqCst);
-    committed?;
+    tx.commit().context("commit prune")?;
     u64::try_from(deleted).map_err(|_| Error::internal("sqlite: deleted row count overflows"))
 }
 
@@ -208,9 +191,6 @@ fn commit_blocking(writer: OwnedMutexGuard<Writer>) -> Result<()> {
         .and_then(|mut s| s.execute([]))
         .map(drop)
         .context("COMMIT");
-    // Whatever the outcome: a snapshot opened before this point must not be
-    // handed out as current any more.
-    writer.commits.fetch_add(1, Ordering::SeqCst);
     if result.is_err()
         && let Err(e) = rollback_if_open(conn)
     {

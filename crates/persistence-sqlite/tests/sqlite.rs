@@ -199,11 +199,6 @@ async fn exhausted_read_pool_waits_for_a_connection() {
     )
     .unwrap();
     let held = p.snapshot().await.unwrap();
-    // Writes are not blocked by readers.
-    commit(&p, &[record(5, b"a", "{}", b"k")]).await;
-    assert_eq!(held.ts(), Timestamp::ZERO);
-    // After a commit the held snapshot is not current: a new one needs the
-    // only connection.
     let waiter = {
         let p = Arc::clone(&p);
         tokio::spawn(async move { p.snapshot().await.unwrap().ts() })
@@ -213,6 +208,9 @@ async fn exhausted_read_pool_waits_for_a_connection() {
         !waiter.is_finished(),
         "the second snapshot must wait for the only connection"
     );
+    // Writes are not blocked by readers.
+    commit(&p, &[record(5, b"a", "{}", b"k")]).await;
+    assert_eq!(held.ts(), Timestamp::ZERO);
     drop(held);
     let ts = tokio::time::timeout(Duration::from_secs(10), waiter)
         .await
@@ -223,44 +221,6 @@ async fn exhausted_read_pool_waits_for_a_connection() {
         Timestamp(5),
         "the returned connection starts a fresh read transaction"
     );
-}
-
-#[tokio::test]
-async fn snapshots_are_shared_until_the_next_commit() {
-    let dir = tempfile::tempdir().unwrap();
-    let p = SqlitePersistence::open(
-        dir.path(),
-        SqliteOptions {
-            read_pool_size: 1,
-            ..Default::default()
-        },
-    )
-    .unwrap();
-    commit(&p, &[record(3, b"a", "{}", b"k")]).await;
-    let first = p.snapshot().await.unwrap();
-    // No commit in between: the same read transaction, even with the only
-    // connection taken.
-    let second = tokio::time::timeout(Duration::from_secs(5), p.snapshot())
-        .await
-        .expect("a current snapshot is shared, not waited for")
-        .unwrap();
-    assert!(Arc::ptr_eq(&first, &second));
-    assert_eq!(second.ts(), Timestamp(3));
-    drop((first, second));
-    // Still kept (and current) with no holder.
-    assert_eq!(p.snapshot().await.unwrap().ts(), Timestamp(3));
-    // A commit makes the next snapshot a new one that sees it, and one-off
-    // reads do not wait for the kept snapshot's connection.
-    commit(&p, &[record(4, b"b", "{}", b"l")]).await;
-    let third = p.snapshot().await.unwrap();
-    assert_eq!(third.ts(), Timestamp(4));
-    assert!(third.get(b"b").await.unwrap().is_some());
-    drop(third);
-    let latest = tokio::time::timeout(Duration::from_secs(5), p.latest_ts())
-        .await
-        .expect("a one-off read releases the kept snapshot")
-        .unwrap();
-    assert_eq!(latest, Timestamp(4));
 }
 
 #[tokio::test]
