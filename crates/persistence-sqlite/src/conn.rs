@@ -23,7 +23,7 @@ const WRITER_CACHE_KIB: i64 = 32 * 1024;
 /// mode a reader's whole cache is dropped at the start of any read
 /// transaction that follows another connection's commit, and dropping walks
 /// the cache's hash table (profiled at ~4.4% of server CPU with 8 MiB);
-/// pages are cheap to get back from the memory-mapped file.
+/// pages come back from the OS page cache with one `pread` each.
 const READER_CACHE_KIB: i64 = 512;
 
 /// The WAL file is truncated back to this size after a checkpoint; equal to
