@@ -11,7 +11,7 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use database::{Database, Document, Order};
+use database::{Database, Document, Order, ReadCacheStats};
 use values::Value;
 
 fn item(group: &str, n: f64) -> Value {
@@ -65,6 +65,27 @@ async fn reads_at_one_snapshot_timestamp_go_to_storage_once() {
     assert_eq!(scan_ns(&mut a, "g").await, vec![1.0, 2.0, 3.0]);
 }
 
+/// At a new snapshot: group `g`'s `n`s and document `id`'s `n`, with the
+/// cache counts before and after those two reads.
+async fn read_at_new_snapshot(
+    db: &Database,
+    id: values::DocumentId,
+) -> (
+    database::Transaction,
+    Vec<f64>,
+    f64,
+    ReadCacheStats,
+    ReadCacheStats,
+) {
+    let before = db.read_cache_stats();
+    let mut tx = db.begin(false).await.unwrap();
+    let ns = scan_ns(&mut tx, "g").await;
+    let doc = tx.get(id).await.unwrap().unwrap();
+    let n = doc.field("n").and_then(Value::as_f64).unwrap();
+    let after = db.read_cache_stats();
+    (tx, ns, n, before, after)
+}
+
 #[tokio::test]
 async fn reads_are_carried_across_commits_that_do_not_touch_them() {
     let dir = tempfile::tempdir().unwrap();
@@ -79,13 +100,9 @@ async fn reads_are_carried_across_commits_that_do_not_touch_them() {
     let mut tx = db.begin(true).await.unwrap();
     tx.insert("items", item("h", 7.0)).unwrap();
     db.commit(tx).await.unwrap();
-    let before = db.read_cache_stats();
-    let mut t2 = db.begin(false).await.unwrap();
+    let (mut t2, ns, n, before, after) = read_at_new_snapshot(&db, ids[0]).await;
     assert!(t2.ts() > t1.ts());
-    assert_eq!(scan_ns(&mut t2, "g").await, vec![1.0, 2.0]);
-    let doc = t2.get(ids[0]).await.unwrap().unwrap();
-    assert_eq!(doc.field("n"), Some(&Value::Float64(1.0)));
-    let after = db.read_cache_stats();
+    assert_eq!((ns, n), (vec![1.0, 2.0], 1.0));
     assert_eq!(after.read_carried - before.read_carried, 2, "{after:?}");
     assert_eq!(after.read_misses, before.read_misses, "{after:?}");
     // Both reads are in the read set as usual.
@@ -97,12 +114,8 @@ async fn reads_are_carried_across_commits_that_do_not_touch_them() {
     p.insert("n".to_owned(), Some(Value::Float64(1.5)));
     tx.patch(ids[0], p).await.unwrap();
     db.commit(tx).await.unwrap();
-    let before = db.read_cache_stats();
-    let mut t3 = db.begin(false).await.unwrap();
-    assert_eq!(scan_ns(&mut t3, "g").await, vec![1.5, 2.0]);
-    let doc = t3.get(ids[0]).await.unwrap().unwrap();
-    assert_eq!(doc.field("n"), Some(&Value::Float64(1.5)));
-    let after = db.read_cache_stats();
+    let (_t3, ns, n, before, after) = read_at_new_snapshot(&db, ids[0]).await;
+    assert_eq!((ns, n), (vec![1.5, 2.0], 1.5));
     assert_eq!(after.read_misses - before.read_misses, 2, "{after:?}");
     assert_eq!(after.read_carried, before.read_carried, "{after:?}");
 

@@ -117,10 +117,10 @@ fn contents(docs: &[database::Document]) -> Vec<String> {
         .collect()
 }
 
-/// Search `text` in meeting `meeting`, returning the matching contents.
-async fn search(db: &Database, meeting: &str, text: &str) -> Vec<String> {
+/// Search `text` in meeting `meeting`, returning the matching documents.
+async fn search_docs(db: &Database, meeting: &str, text: &str) -> Vec<database::Document> {
     let mut tx = db.begin(false).await.unwrap();
-    let docs = search_in(
+    search_in(
         &mut tx,
         "notes",
         "search_content",
@@ -130,8 +130,12 @@ async fn search(db: &Database, meeting: &str, text: &str) -> Vec<String> {
         100,
     )
     .await
-    .unwrap();
-    contents(&docs)
+    .unwrap()
+}
+
+/// Search `text` in meeting `meeting`, returning the matching contents.
+async fn search(db: &Database, meeting: &str, text: &str) -> Vec<String> {
+    contents(&search_docs(db, meeting, text).await)
 }
 
 /// Every stored entry of the notes search index.
@@ -252,18 +256,7 @@ async fn a_search_sees_edits_that_keep_the_matched_term() {
     patch.insert("title".to_owned(), Some(Value::from("Weekly")));
     tx.patch(id, patch).await.unwrap();
     db.commit(tx).await.unwrap();
-    let mut tx = db.begin(false).await.unwrap();
-    let docs = search_in(
-        &mut tx,
-        "notes",
-        "search_content",
-        SearchFilter::new()
-            .search("content", "roadmap")
-            .eq("meetingId", "m1"),
-        10,
-    )
-    .await
-    .unwrap();
+    let docs = search_docs(&db, "m1", "roadmap").await;
     assert_eq!(docs.len(), 1);
     assert_eq!(docs[0].field("title"), Some(&Value::from("Weekly")));
 }
