@@ -233,6 +233,17 @@ pub struct ReadCacheStats {
     pub read_carried: u64,
 }
 
+/// What a cache lookup found; indexes [`ReadCache`]'s counters.
+#[derive(Debug, Clone, Copy)]
+enum Outcome {
+    DocumentHit,
+    DocumentMiss,
+    ReadHit,
+    ReadMiss,
+    /// A read hit at a snapshot outside the entry's timestamps.
+    ReadCarried,
+}
+
 /// The engine's read caches.
 pub struct ReadCache {
     docs: Mutex<Lru<([u8; 20], Timestamp), Document>>,
@@ -269,28 +280,28 @@ impl ReadCache {
         let _ = self.log.set(log);
     }
 
-    fn count(&self, slot: usize) {
-        let (cache, outcome) = match slot {
-            0 => ("document", "hit"),
-            1 => ("document", "miss"),
-            2 => ("read", "hit"),
-            3 => ("read", "miss"),
-            _ => ("read", "carried"),
+    fn count(&self, outcome: Outcome) {
+        let (cache, label) = match outcome {
+            Outcome::DocumentHit => ("document", "hit"),
+            Outcome::DocumentMiss => ("document", "miss"),
+            Outcome::ReadHit => ("read", "hit"),
+            Outcome::ReadMiss => ("read", "miss"),
+            Outcome::ReadCarried => ("read", "carried"),
         };
-        self.counts[slot].fetch_add(1, Ordering::Relaxed);
-        metrics::counter!("connvo_read_cache_total", "cache" => cache, "outcome" => outcome)
+        self.counts[outcome as usize].fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("connvo_read_cache_total", "cache" => cache, "outcome" => label)
             .increment(1);
     }
 
     /// Hit and miss counts so far.
     pub fn stats(&self) -> ReadCacheStats {
-        let c = |i: usize| self.counts[i].load(Ordering::Relaxed);
+        let c = |o: Outcome| self.counts[o as usize].load(Ordering::Relaxed);
         ReadCacheStats {
-            document_hits: c(0),
-            document_misses: c(1),
-            read_hits: c(2) + c(4),
-            read_misses: c(3),
-            read_carried: c(4),
+            document_hits: c(Outcome::DocumentHit),
+            document_misses: c(Outcome::DocumentMiss),
+            read_hits: c(Outcome::ReadHit) + c(Outcome::ReadCarried),
+            read_misses: c(Outcome::ReadMiss),
+            read_carried: c(Outcome::ReadCarried),
         }
     }
 
@@ -302,10 +313,10 @@ impl ReadCache {
         };
         let key = (id, stored.ts);
         if let Some(doc) = self.docs.lock().get(&key) {
-            self.count(0);
+            self.count(Outcome::DocumentHit);
             return Ok(doc);
         }
-        self.count(1);
+        self.count(Outcome::DocumentMiss);
         let doc = Document::from_stored(stored)?;
         self.docs
             .lock()
@@ -342,13 +353,13 @@ impl ReadCache {
             let mut reads = self.reads.lock();
             let Some(entry) = reads.get_mut(key) else {
                 drop(reads);
-                self.count(3);
+                self.count(Outcome::ReadMiss);
                 return None;
             };
             if entry.lo <= ts && ts <= entry.hi {
                 let read = entry.read.clone();
                 drop(reads);
-                self.count(2);
+                self.count(Outcome::ReadHit);
                 return Some(read);
             }
             (entry.lo, entry.hi, entry.read.clone())
@@ -358,7 +369,7 @@ impl ReadCache {
             log.unchanged_between(from, to, interval, MAX_CHECKED_COMMITS)
         });
         if unchanged != Some(true) {
-            self.count(3);
+            self.count(Outcome::ReadMiss);
             return None;
         }
         {
@@ -371,7 +382,7 @@ impl ReadCache {
                 entry.hi = hi.max(ts);
             }
         }
-        self.count(4);
+        self.count(Outcome::ReadCarried);
         Some(read)
     }
 
