@@ -281,13 +281,9 @@ impl ReadProbe {
     fn overlaps_sorted(&self, writes: &WriteSet) -> bool {
         let keys = &writes.keys;
         if self.ranges.len() <= keys.len() {
-            self.ranges.iter().any(|(index, range)| {
-                let at = keys
-                    .partition_point(|k| (k.index, k.key.as_slice()) < (*index, &range.start[..]));
-                keys.get(at).is_some_and(|k| {
-                    k.index == *index && range.end.as_ref().is_none_or(|end| k.key < *end)
-                })
-            })
+            self.ranges
+                .iter()
+                .any(|(index, range)| sorted_keys_in(keys, *index, range))
         } else {
             keys.iter().any(|k| {
                 self.indexes & index_bit(k.index) != 0 && {
@@ -338,21 +334,23 @@ impl<'a> IntervalProbe<'a> {
         {
             return false;
         }
-        let range = self.range;
         if filter.sorted {
-            let keys = &writes.keys;
-            let at = keys
-                .partition_point(|k| (k.index, k.key.as_slice()) < (self.index, &range.start[..]));
-            keys.get(at).is_some_and(|k| {
-                k.index == self.index && range.end.as_ref().is_none_or(|end| k.key < *end)
-            })
+            sorted_keys_in(&writes.keys, self.index, self.range)
         } else {
             writes
                 .keys
                 .iter()
-                .any(|k| k.index == self.index && range.contains(&k.key))
+                .any(|k| k.index == self.index && self.range.contains(&k.key))
         }
     }
+}
+
+/// Whether one of `keys` (sorted by `(index, key)`) lies in `range` of
+/// `index`: a binary search for the first key at or after the range start.
+fn sorted_keys_in(keys: &[WrittenKey], index: IndexId, range: &KeyRange) -> bool {
+    let at = keys.partition_point(|k| (k.index, k.key.as_slice()) < (index, &range.start[..]));
+    keys.get(at)
+        .is_some_and(|k| k.index == index && range.end.as_ref().is_none_or(|end| k.key < *end))
 }
 
 /// One index key written by a commit.

@@ -230,6 +230,15 @@ async fn insert_patch_delete_keep_the_index_exact() {
     assert!(search(&db, "m2", "back").await.is_empty());
 }
 
+/// Sets one string field of a note, in its own commit.
+async fn patch_field(db: &Database, id: DocumentId, field: &str, value: &str) {
+    let mut tx = db.begin(true).await.unwrap();
+    let mut patch = BTreeMap::new();
+    patch.insert(field.to_owned(), Some(Value::from(value)));
+    tx.patch(id, patch).await.unwrap();
+    db.commit(tx).await.unwrap();
+}
+
 /// The read cache carries index scans across commits that wrote no key in
 /// their range; an edit that keeps a term writes no key for it, so a search
 /// must still see the edited document.
@@ -239,23 +248,12 @@ async fn a_search_sees_edits_that_keep_the_matched_term() {
     let db = open(dir.path()).await;
     let id = insert(&db, "m1", "Roadmap and hiring").await;
     assert_eq!(search(&db, "m1", "roadmap").await, ["Roadmap and hiring"]);
-    let mut tx = db.begin(true).await.unwrap();
-    let mut patch = BTreeMap::new();
-    patch.insert(
-        "content".to_owned(),
-        Some(Value::from("Roadmap and hiring, and budget")),
-    );
-    tx.patch(id, patch).await.unwrap();
-    db.commit(tx).await.unwrap();
+    patch_field(&db, id, "content", "Roadmap and hiring, and budget").await;
     assert_eq!(
         search(&db, "m1", "roadmap").await,
         ["Roadmap and hiring, and budget"]
     );
-    let mut tx = db.begin(true).await.unwrap();
-    let mut patch = BTreeMap::new();
-    patch.insert("title".to_owned(), Some(Value::from("Weekly")));
-    tx.patch(id, patch).await.unwrap();
-    db.commit(tx).await.unwrap();
+    patch_field(&db, id, "title", "Weekly").await;
     let docs = search_docs(&db, "m1", "roadmap").await;
     assert_eq!(docs.len(), 1);
     assert_eq!(docs[0].field("title"), Some(&Value::from("Weekly")));
