@@ -704,9 +704,23 @@ async fn commit_group(
 }
 
 /// Rebuilds every stored index (database and search) whose definition
-/// changed (or is new).
+/// changed (or is new), and drops the stored indexes the schema no longer
+/// defines (their entries would otherwise stay in the database for good).
 async fn rebuild_changed_indexes(persistence: &Arc<dyn Persistence>, env: &TxEnv) -> Result<()> {
     let stored = persistence.index_metadata().await?;
+    for meta in &stored {
+        let defined = env
+            .schema
+            .tables()
+            .any(|t| t.indexes.iter().any(|i| i.id == meta.index));
+        if defined {
+            continue;
+        }
+        let mut wtx = persistence.begin_write().await?;
+        wtx.drop_index(meta.index).await?;
+        wtx.commit().await?;
+        tracing::info!(index = meta.index.0, signature = %meta.signature, "index no longer in the schema: dropped");
+    }
     for table in env.schema.tables() {
         for index in &table.indexes {
             if index.name == BY_ID || matches!(index.kind, IndexKind::Vector { .. }) {

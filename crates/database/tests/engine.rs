@@ -337,6 +337,77 @@ async fn data_survives_reopen_and_indexes_are_rebuilt_when_added() {
 }
 
 #[tokio::test]
+async fn indexes_the_schema_no_longer_defines_are_dropped_on_open() {
+    use database::{Schema, TableDef};
+    use persistence::{KeyRange, Persistence};
+    use values::v;
+
+    let dir = tempfile::tempdir().unwrap();
+    let dropped = {
+        let db = common::open(dir.path()).await;
+        let mut tx = db.begin(true).await.unwrap();
+        tx.insert("items", item("g", 1.0)).unwrap();
+        tx.insert("items", item("g", 2.0)).unwrap();
+        db.commit(tx).await.unwrap();
+        db.schema()
+            .table("items")
+            .unwrap()
+            .index("by_group_n")
+            .unwrap()
+            .id
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let entries = |p: Arc<persistence_sqlite::SqlitePersistence>| async move {
+        let snapshot = p.snapshot().await.unwrap();
+        let rows = snapshot
+            .index_scan(dropped, &KeyRange::all(), Order::Asc, 100)
+            .await
+            .unwrap();
+        let meta = p.index_metadata().await.unwrap();
+        (rows.len(), meta.iter().any(|m| m.index == dropped))
+    };
+    let open_store =
+        || persistence_sqlite::SqlitePersistence::open(dir.path(), Default::default()).unwrap();
+    assert_eq!(entries(open_store()).await, (2, true));
+    // The same table without `by_group_n`.
+    let schema = Arc::new(
+        Schema::builder()
+            .table(
+                TableDef::new("items")
+                    .field("group", v::string())
+                    .field("n", v::number())
+                    .field("tags", v::optional(v::array(v::string()))),
+            )
+            .build()
+            .unwrap(),
+    );
+    {
+        let db = database::Database::open(
+            open_store(),
+            schema,
+            Arc::new(database::SystemClock),
+            database::SeededIds::new(7),
+            database::DatabaseOptions::default(),
+        )
+        .await
+        .unwrap();
+        // The documents are still there.
+        let mut tx = db.begin(false).await.unwrap();
+        let table = Arc::clone(tx.schema().table("items").unwrap());
+        let index = table.index("by_creation_time").unwrap().clone();
+        let (r, b) = IndexRange::all().compile(&index).unwrap();
+        let rows = tx
+            .scan(&table, &index, &r, b, Order::Asc, None, 100)
+            .await
+            .unwrap()
+            .rows;
+        assert_eq!(rows.len(), 2);
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    assert_eq!(entries(open_store()).await, (0, false));
+}
+
+#[tokio::test]
 async fn inserts_in_the_same_millisecond_keep_their_order() {
     let dir = tempfile::tempdir().unwrap();
     let p = persistence_sqlite::SqlitePersistence::open(dir.path(), Default::default()).unwrap();

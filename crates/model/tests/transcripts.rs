@@ -750,6 +750,69 @@ async fn retention_deletes_in_bounded_batches_on_the_injected_clock() {
 }
 
 #[tokio::test]
+async fn retention_of_one_meeting_deletes_only_its_old_chunks() {
+    let r = room().await;
+    let ingest = |meeting: Json, texts: &[&str]| {
+        let now = r.now();
+        let chunks: Vec<Json> = texts
+            .iter()
+            .map(|t| json!({ "text": t, "confidence": 0.5, "startTime": now - 1_000.0, "endTime": now - 500.0 }))
+            .collect();
+        let env = &r.env;
+        async move {
+            env.internal_mutation(
+                INTERNAL_BATCH,
+                json!({ "meetingId": meeting, "chunks": chunks }),
+            )
+            .await
+            .unwrap()
+        }
+    };
+    let other = r.env.meeting(&r.host, &[]).await;
+    r.env.start(&r.host, &other).await;
+    ingest(json!(r.meeting), &["old one", "old two", "old three"]).await;
+    ingest(json!(other), &["other old"]).await;
+    r.env.clock.advance_ms(91 * 86_400_000);
+    ingest(json!(r.meeting), &["new one", "new two"]).await;
+    let out = r
+        .env
+        .internal_mutation(
+            "transcripts/ingestion:cleanupOldTranscripts",
+            json!({ "meetingId": r.meeting }),
+        )
+        .await
+        .unwrap();
+    assert_eq!(out["deleted"], 3.0);
+    let texts = |meeting: Json| {
+        let env = &r.env;
+        async move {
+            let mut t: Vec<String> = env
+                .docs("transcripts")
+                .await
+                .into_iter()
+                .filter(|d| d["meetingId"] == meeting)
+                .map(|d| d["text"].as_str().unwrap().to_owned())
+                .collect();
+            t.sort();
+            t
+        }
+    };
+    assert_eq!(texts(json!(r.meeting)).await, ["new one", "new two"]);
+    // Another meeting's old chunk is left for its own (or the global) run.
+    assert_eq!(texts(json!(other)).await, ["other old"]);
+    // Nothing else is old enough: a second run deletes nothing.
+    let out = r
+        .env
+        .internal_mutation(
+            "transcripts/ingestion:cleanupOldTranscripts",
+            json!({ "meetingId": r.meeting }),
+        )
+        .await
+        .unwrap();
+    assert_eq!(out["deleted"], 0.0);
+}
+
+#[tokio::test]
 async fn speaking_time_is_credited_only_to_the_speaker() {
     let r = room().await;
     let now = r.now();

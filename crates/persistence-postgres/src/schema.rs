@@ -150,6 +150,7 @@ pub(crate) struct Sql {
     pub(crate) write_batch: String,
     pub(crate) clear_index: String,
     pub(crate) put_index_meta: String,
+    pub(crate) delete_index_meta: String,
     /// The commit log's floor (0 before the first prune).
     pub(crate) log_floor: String,
     pub(crate) prune_log: String,
@@ -236,6 +237,7 @@ impl Sql {
                  UPDATE {s}.globals SET value = $13::int8 WHERE name = 'max_ts'"
             ),
             clear_index: format!("DELETE FROM {s}.index_entries WHERE index_id = $1"),
+            delete_index_meta: format!("DELETE FROM {s}.index_meta WHERE index_id = $1"),
             put_index_meta: format!(
                 "INSERT INTO {s}.index_meta (index_id, table_num, signature) VALUES ($1, $2, $3) \
                  ON CONFLICT (index_id) DO UPDATE SET \

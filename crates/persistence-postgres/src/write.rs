@@ -334,6 +334,22 @@ impl WriteTxn for PgWriteTxn {
         Ok(())
     }
 
+    async fn drop_index(&mut self, index: IndexId) -> Result<()> {
+        self.flush().await?;
+        let client = self.conn.client()?;
+        for (sql, what) in [
+            (&self.sql.clear_index, "drop index entries"),
+            (&self.sql.delete_index_meta, "drop index metadata"),
+        ] {
+            let stmt = client.prepare_cached(sql).await.context(what)?;
+            client
+                .execute(&stmt, &[&i64::from(index.0)])
+                .await
+                .context(what)?;
+        }
+        Ok(())
+    }
+
     async fn put_index_meta(&mut self, meta: &IndexMeta) -> Result<()> {
         self.flush().await?;
         let client = self.conn.client()?;

@@ -35,6 +35,7 @@ const DELETE_ENTRY: &str = "DELETE FROM index_entries WHERE index_id = ?1 AND ke
 const INSERT_LOG: &str = "INSERT INTO commit_log (ts, log) VALUES (?1, ?2)";
 const SET_MAX_TS: &str = "UPDATE globals SET value = ?1 WHERE name = 'max_ts'";
 const CLEAR_INDEX: &str = "DELETE FROM index_entries WHERE index_id = ?1";
+const DELETE_INDEX_META: &str = "DELETE FROM index_meta WHERE index_id = ?1";
 const PUT_INDEX_META: &str = "INSERT INTO index_meta (index_id, table_num, signature) \
      VALUES (?1, ?2, ?3) \
      ON CONFLICT (index_id) DO UPDATE SET \
@@ -235,6 +236,19 @@ impl WriteTxn for SqliteWriteTxn {
             .prepare_cached(PUT_INDEX_META)
             .and_then(|mut s| s.execute(params![meta.index.0, meta.table.0, meta.signature]))
             .context("put index metadata")?;
+        Ok(())
+    }
+
+    async fn drop_index(&mut self, index: IndexId) -> Result<()> {
+        let conn = self.conn()?;
+        for (sql, what) in [
+            (CLEAR_INDEX, "drop index entries"),
+            (DELETE_INDEX_META, "drop index metadata"),
+        ] {
+            conn.prepare_cached(sql)
+                .and_then(|mut s| s.execute(params![index.0]))
+                .context(what)?;
+        }
         Ok(())
     }
 

@@ -264,6 +264,10 @@ pub trait WriteTxn: Send {
     /// Inserts or replaces an index's metadata.
     async fn put_index_meta(&mut self, meta: &IndexMeta) -> Result<()>;
 
+    /// Forgets an index: removes its entries and its metadata (an index the
+    /// schema no longer defines).
+    async fn drop_index(&mut self, index: IndexId) -> Result<()>;
+
     /// Makes everything written durable and releases the write lock. When this
     /// returns `Ok`, the writes survive a crash of the process.
     async fn commit(self: Box<Self>) -> Result<()>;

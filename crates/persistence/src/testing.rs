@@ -92,6 +92,7 @@ macro_rules! run_conformance_suite {
         $crate::__conformance_case!($factory, write_rejects_non_increasing_ts);
         $crate::__conformance_case!($factory, clear_index);
         $crate::__conformance_case!($factory, index_meta_upsert);
+        $crate::__conformance_case!($factory, drop_index);
         $crate::__conformance_case!($factory, scan_table_paging);
         $crate::__conformance_case!($factory, concurrent_writers_are_serialized, multi_thread);
     };
@@ -1569,6 +1570,47 @@ pub async fn index_meta_upsert(p: Arc<dyn Persistence>) {
     );
     // Index metadata does not need a commit record and does not move the ts.
     assert_eq!(p.latest_ts().await.expect("latest_ts"), Timestamp::ZERO);
+}
+
+/// `drop_index` removes one index's entries and metadata, nothing else.
+pub async fn drop_index(p: Arc<dyn Persistence>) {
+    seed_keys(&*p, 1, IDX, &[b"a", b"b", b"c"]).await;
+    seed_keys(&*p, 2, IDX_OTHER, &[b"a", b"b"]).await;
+    let meta = |index: IndexId, signature: &str| IndexMeta {
+        index,
+        table: T1,
+        signature: signature.to_owned(),
+    };
+    let mut txn = p.begin_write().await.expect("begin_write");
+    txn.put_index_meta(&meta(IDX, "dropped"))
+        .await
+        .expect("put_index_meta");
+    txn.put_index_meta(&meta(IDX_OTHER, "kept"))
+        .await
+        .expect("put_index_meta");
+    txn.commit().await.expect("commit");
+
+    let mut txn = p.begin_write().await.expect("begin_write");
+    txn.drop_index(IDX).await.expect("drop_index");
+    txn.drop_index(IndexId(999))
+        .await
+        .expect("drop_index of an unknown index");
+    txn.commit().await.expect("commit");
+
+    assert_eq!(
+        p.index_metadata().await.expect("index_metadata"),
+        vec![meta(IDX_OTHER, "kept")]
+    );
+    let s = snap(&*p).await;
+    let s = &*s;
+    let all = KeyRange::all();
+    assert!(scan_keys(s, IDX, &all, Order::Asc, 10).await.is_empty());
+    assert_eq!(
+        scan_keys(s, IDX_OTHER, &all, Order::Asc, 10).await,
+        owned(&[b"a", b"b"])
+    );
+    // Documents are untouched.
+    assert_eq!(table_ids(s, T1).await.len(), 5);
 }
 
 /// `scan_table` pages through one table by id, bytewise ascending.

@@ -137,14 +137,15 @@ pub fn tables() -> Vec<TableDef> {
             // Only indexes something reads: every index is one more B-tree
             // entry (usually one more dirty page) per ingested chunk. The
             // original's by_meeting_bucket, by_meeting_time_range and
-            // by_bucket_global had no reader here.
+            // by_bucket_global had no reader here; its by_created_at and
+            // by_meeting_and_created_at are served by the built-in
+            // by_creation_time and by by_meeting_sequence (see retention in
+            // `ingestion`).
             .index("by_meeting_sequence", &["meetingId", "sequence"])
             .index(
                 "by_meeting_bucket_seq",
                 &["meetingId", "bucketMs", "sequence"],
             )
-            .index("by_created_at", &["createdAt"])
-            .index("by_meeting_and_created_at", &["meetingId", "createdAt"])
             .index("by_meeting_and_speaker", &["meetingId", "speakerId"])
             .index("by_meeting_and_utterance", &["meetingId", "utteranceId"])
             .index("by_speaker", &["speakerId"])
