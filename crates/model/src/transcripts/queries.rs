@@ -7,6 +7,8 @@
 //! interval, so an ingest into the meeting re-runs it and nothing else does.
 //! `searchTranscripts` uses the `search_text` full-text indexes.
 
+use std::collections::BTreeMap;
+
 use database::Document;
 use errors::{Error, Result};
 use runtime::{DbReader, QueryCtx, Registry};
@@ -37,28 +39,43 @@ pub(crate) fn chunk_out_validator() -> Validator {
 }
 
 /// One chunk as readers return it.
-pub(crate) fn chunk_json(d: &Document) -> serde_json::Value {
-    let num = |f: &str| d.field(f).and_then(Value::as_f64).unwrap_or(0.0);
-    let mut out = json!({
-        "_id": d.id().encode(),
-        "sequence": num("sequence"),
-        "text": d.field("text").and_then(Value::as_str).unwrap_or_default(),
-        "confidence": num("confidence"),
-        "startMs": num("startMs"),
-        "endMs": num("endMs"),
-        "wordCount": num("wordCount"),
-        "createdAt": num("createdAt"),
-    });
+///
+/// Built as a [`Value`] straight from the document's fields: the live
+/// transcript re-runs on every ingest and returns up to 500 chunks, and a
+/// `serde_json` tree (then converted to a `Value` by the runtime) cost two
+/// maps of owned keys per chunk.
+pub(crate) fn chunk_value(d: &Document) -> Value {
+    let num = |f: &str| Value::Float64(d.field(f).and_then(Value::as_f64).unwrap_or(0.0));
+    let mut out = BTreeMap::new();
+    let mut put = |k: &str, v: Value| {
+        out.insert(k.to_owned(), v);
+    };
+    put("_id", Value::String(d.id().encode()));
+    put("sequence", num("sequence"));
+    put(
+        "text",
+        Value::from(d.field("text").and_then(Value::as_str).unwrap_or_default()),
+    );
+    put("confidence", num("confidence"));
+    put("startMs", num("startMs"));
+    put("endMs", num("endMs"));
+    put("wordCount", num("wordCount"));
+    put("createdAt", num("createdAt"));
     if let Some(s) = d.field("speakerId").and_then(Value::as_str) {
-        out["speakerId"] = json!(s);
+        put("speakerId", Value::from(s));
     }
     if d.field("isInterim") == Some(&Value::Boolean(true)) {
-        out["isInterim"] = json!(true);
+        put("isInterim", Value::Boolean(true));
     }
     if let Some(l) = d.field("language").and_then(Value::as_str) {
-        out["language"] = json!(l);
+        put("language", Value::from(l));
     }
-    out
+    Value::Object(out)
+}
+
+/// [`chunk_value`] as Convex-encoded JSON, for results built with `json!`.
+pub(crate) fn chunk_json(d: &Document) -> serde_json::Value {
+    chunk_value(d).to_json()
 }
 
 /// A sequence cursor: finite and non-negative (default 0).
@@ -161,7 +178,7 @@ struct ListArgs {
         ("nextSequence", v::number()),
     ])
 )]
-async fn list_transcript_chunks(ctx: QueryCtx, args: ListArgs) -> Result<serde_json::Value> {
+async fn list_transcript_chunks(ctx: QueryCtx, args: ListArgs) -> Result<Value> {
     require_access(&ctx.db, &ctx.auth, args.meeting_id, MeetingRole::Observer).await?;
     let from = check_cursor(args.from_sequence)?;
     let limit = check_limit(args.limit, 100, 500)?;
@@ -170,10 +187,13 @@ async fn list_transcript_chunks(ctx: QueryCtx, args: ListArgs) -> Result<serde_j
         .last()
         .and_then(|d| d.field("sequence").and_then(Value::as_f64))
         .unwrap_or(from);
-    Ok(json!({
-        "chunks": docs.iter().map(chunk_json).collect::<Vec<_>>(),
-        "nextSequence": next,
-    }))
+    Ok(Value::object([
+        (
+            "chunks",
+            Value::Array(docs.iter().map(chunk_value).collect()),
+        ),
+        ("nextSequence", Value::Float64(next)),
+    ]))
 }
 
 #[derive(Deserialize)]
