@@ -22,19 +22,27 @@ const GET: &str = "SELECT id, table_num, ts, json FROM documents WHERE id = ?1";
 
 // `CROSS JOIN` makes SQLite keep `index_entries` as the outer loop, so the
 // scan walks the `(index_id, key)` primary key in order (no sort step) and
-// looks each document up by id.
-const SCAN_ASC_BOUNDED: &str = "SELECT e.key, d.id, d.table_num, d.ts, d.json \
-     FROM index_entries AS e CROSS JOIN documents AS d ON d.id = e.doc_id \
-     WHERE e.index_id = ?1 AND e.key >= ?2 AND e.key < ?3 ORDER BY e.key ASC LIMIT ?4";
-const SCAN_DESC_BOUNDED: &str = "SELECT e.key, d.id, d.table_num, d.ts, d.json \
-     FROM index_entries AS e CROSS JOIN documents AS d ON d.id = e.doc_id \
-     WHERE e.index_id = ?1 AND e.key >= ?2 AND e.key < ?3 ORDER BY e.key DESC LIMIT ?4";
-const SCAN_ASC_UNBOUNDED: &str = "SELECT e.key, d.id, d.table_num, d.ts, d.json \
-     FROM index_entries AS e CROSS JOIN documents AS d ON d.id = e.doc_id \
-     WHERE e.index_id = ?1 AND e.key >= ?2 ORDER BY e.key ASC LIMIT ?3";
-const SCAN_DESC_UNBOUNDED: &str = "SELECT e.key, d.id, d.table_num, d.ts, d.json \
-     FROM index_entries AS e CROSS JOIN documents AS d ON d.id = e.doc_id \
-     WHERE e.index_id = ?1 AND e.key >= ?2 ORDER BY e.key DESC LIMIT ?3";
+// looks each document up by id. An entry whose key ends with its document's
+// id stores an empty `doc_id` (see `write::stored_doc_id`); the id is then
+// the key's last `write::SUFFIX_ID_LEN` (20) bytes.
+macro_rules! scan_sql {
+    ($($tail:literal),+) => {
+        concat!(
+            "SELECT e.key, d.id, d.table_num, d.ts, d.json \
+             FROM index_entries AS e CROSS JOIN documents AS d \
+             ON d.id = CASE WHEN length(e.doc_id) = 0 THEN substr(e.key, -20) ELSE e.doc_id END ",
+            $($tail),+
+        )
+    };
+}
+const SCAN_ASC_BOUNDED: &str =
+    scan_sql!("WHERE e.index_id = ?1 AND e.key >= ?2 AND e.key < ?3 ORDER BY e.key ASC LIMIT ?4");
+const SCAN_DESC_BOUNDED: &str =
+    scan_sql!("WHERE e.index_id = ?1 AND e.key >= ?2 AND e.key < ?3 ORDER BY e.key DESC LIMIT ?4");
+const SCAN_ASC_UNBOUNDED: &str =
+    scan_sql!("WHERE e.index_id = ?1 AND e.key >= ?2 ORDER BY e.key ASC LIMIT ?3");
+const SCAN_DESC_UNBOUNDED: &str =
+    scan_sql!("WHERE e.index_id = ?1 AND e.key >= ?2 ORDER BY e.key DESC LIMIT ?3");
 
 const SCAN_TABLE_FROM_START: &str = "SELECT id, table_num, ts, json FROM documents \
      WHERE table_num = ?1 ORDER BY id LIMIT ?2";

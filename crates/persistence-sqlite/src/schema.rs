@@ -15,6 +15,8 @@
 //!   `scan_table`.
 //! * `index_entries(index_id, key, doc_id)` — clustered by `(index_id, key)`,
 //!   so an index range scan is a contiguous B-tree walk in memcmp key order.
+//!   `doc_id` is empty when the key ends with the 20-byte document id (every
+//!   entry the engine writes; see `write::stored_doc_id`).
 //! * `commit_log(ts, log)` — the engine's write sets, keyed by timestamp.
 //! * `globals(name, value)` — `max_ts`, the newest committed timestamp.
 //! * `index_meta(index_id, table_num, signature)`.

@@ -140,6 +140,25 @@ impl SqliteWriteTxn {
     }
 }
 
+/// Length of a document id as the engine encodes it; every engine index key
+/// ends with the id it points to (`values::keys::encode_id`).
+pub(crate) const SUFFIX_ID_LEN: usize = 20;
+
+/// What `index_entries.doc_id` stores for an entry: empty when the key ends
+/// with the (20-byte) id, which the read joins take from the key instead
+/// (`read::scan_sql`), else the id itself. Every engine entry takes the empty
+/// form: ~20 bytes less per entry (about a fifth of an index cell), so fewer
+/// B-tree pages are dirtied, written to the WAL and checkpointed per commit.
+/// Rows written before this keep their id and read the same. Document ids
+/// are never empty, so an empty `doc_id` is unambiguous.
+pub(crate) fn stored_doc_id<'a>(key: &[u8], doc_id: &'a [u8]) -> &'a [u8] {
+    if doc_id.len() == SUFFIX_ID_LEN && key.len() > SUFFIX_ID_LEN && key.ends_with(doc_id) {
+        &[]
+    } else {
+        doc_id
+    }
+}
+
 /// Applies one record's rows. On error the transaction is left partially
 /// written; the caller drops it (rolls back).
 fn apply(conn: &Connection, record: &CommitRecord) -> Result<()> {
@@ -168,7 +187,11 @@ fn apply(conn: &Connection, record: &CommitRecord) -> Result<()> {
             .context("prepare index delete")?;
         for write in &record.index_writes {
             match &write.doc_id {
-                Some(doc_id) => put.execute(params![write.index.0, write.key, doc_id]),
+                Some(doc_id) => put.execute(params![
+                    write.index.0,
+                    write.key,
+                    stored_doc_id(&write.key, doc_id)
+                ]),
                 None => delete.execute(params![write.index.0, write.key]),
             }
             .context("write index entry")?;

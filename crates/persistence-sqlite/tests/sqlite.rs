@@ -290,3 +290,73 @@ async fn timestamps_from_2_pow_63_are_errors_not_panics() {
     );
     assert_eq!(p.prune_commit_log(Timestamp(u64::MAX)).await.unwrap(), 1);
 }
+
+/// An entry whose key ends with its 20-byte document id (every engine entry)
+/// stores an empty `doc_id` and still joins its document; any other entry
+/// stores the id. Rows of both forms read the same, in key order.
+#[tokio::test]
+async fn entries_keyed_by_their_document_id_store_no_second_copy() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = open(dir.path());
+    let engine_id = [7u8; 20];
+    let mut engine_key = b"m".to_vec();
+    engine_key.push(0x0B);
+    engine_key.extend_from_slice(&engine_id);
+    // A 20-byte id that the key does not end with, and a short id it does.
+    let other_id = [9u8; 20];
+    commit(
+        &p,
+        &[
+            record(1, &engine_id, r#"{"v":"engine"}"#, &engine_key),
+            record(2, &other_id, r#"{"v":"other"}"#, b"n"),
+            record(3, b"short", r#"{"v":"short"}"#, b"o-short"),
+        ],
+    )
+    .await;
+    let s = p.snapshot().await.unwrap();
+    let rows = s
+        .index_scan(IDX, &KeyRange::all(), Order::Asc, 10)
+        .await
+        .unwrap();
+    let got: Vec<(Vec<u8>, Vec<u8>, String)> = rows
+        .into_iter()
+        .map(|r| (r.key, r.doc.id, r.doc.json))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (
+                engine_key.clone(),
+                engine_id.to_vec(),
+                r#"{"v":"engine"}"#.to_owned()
+            ),
+            (
+                b"n".to_vec(),
+                other_id.to_vec(),
+                r#"{"v":"other"}"#.to_owned()
+            ),
+            (
+                b"o-short".to_vec(),
+                b"short".to_vec(),
+                r#"{"v":"short"}"#.to_owned()
+            ),
+        ]
+    );
+    drop(s);
+    let conn = rusqlite::Connection::open(p.db_path()).unwrap();
+    let stored: Vec<(Vec<u8>, Vec<u8>)> = conn
+        .prepare("SELECT key, doc_id FROM index_entries ORDER BY key")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(
+        stored,
+        vec![
+            (engine_key, Vec::new()),
+            (b"n".to_vec(), other_id.to_vec()),
+            (b"o-short".to_vec(), b"short".to_vec()),
+        ]
+    );
+}
