@@ -360,3 +360,36 @@ async fn entries_keyed_by_their_document_id_store_no_second_copy() {
         ]
     );
 }
+
+/// Updating a document in place keeps its table; writing it with another
+/// table moves it (the persistence contract allows it).
+#[tokio::test]
+async fn a_document_rewritten_with_another_table_moves() {
+    const T2: TableNumber = TableNumber(8);
+    let dir = tempfile::tempdir().unwrap();
+    let p = open(dir.path());
+    commit(&p, &[record(1, b"d", r#"{"v":1}"#, b"k")]).await;
+    commit(&p, &[record(2, b"d", r#"{"v":2}"#, b"k")]).await;
+    let s = p.snapshot().await.unwrap();
+    let ids = |docs: Vec<StoredDocument>| {
+        docs.into_iter()
+            .map(|d| (d.id, d.table, d.json))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        ids(s.scan_table(T, None, 10).await.unwrap()),
+        vec![(b"d".to_vec(), T, r#"{"v":2}"#.to_owned())]
+    );
+    drop(s);
+    let mut moved = record(3, b"d", r#"{"v":3}"#, b"k");
+    moved.documents[0].table = T2;
+    commit(&p, &[moved]).await;
+    let s = p.snapshot().await.unwrap();
+    assert!(s.scan_table(T, None, 10).await.unwrap().is_empty());
+    assert_eq!(
+        ids(s.scan_table(T2, None, 10).await.unwrap()),
+        vec![(b"d".to_vec(), T2, r#"{"v":3}"#.to_owned())]
+    );
+    let got = s.get(b"d").await.unwrap().unwrap();
+    assert_eq!((got.table, got.ts), (T2, Timestamp(3)));
+}
