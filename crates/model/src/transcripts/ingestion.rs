@@ -712,7 +712,7 @@ async fn cleanup_old_transcripts(ctx: MutationCtx, args: CleanupArgs) -> Result<
     let cutoff = now - older;
     // No `createdAt` index: a chunk's `createdAt` is the clock reading of
     // the transaction that inserted it, and so is its `_creationTime` (same
-    // clock, nudged up by at most a microsecond for ties), so the built-in
+    // clock; inserts within one millisecond are nudged ~1 µs apart), so the built-in
     // creation-time index orders chunks the same way. Within a meeting,
     // `sequence` is taken from the meeting's counter in commit order, so the
     // oldest chunks are a prefix of the sequence order: the batch is the
