@@ -15,7 +15,7 @@ use persistence::{KeyRange, Order, Snapshot, Timestamp};
 use values::{DocumentId, Value, keys};
 
 use crate::cache::{CachedGet, CachedRead, CachedScan, ReadCache, ReadKey};
-use crate::document::{Document, IndexKey, index_keys};
+use crate::document::{CREATION_TIME_FIELD, Document, ID_FIELD, IndexKey, index_keys};
 use crate::limits;
 use crate::query::CursorPos;
 use crate::readset::{IntervalProbe, ReadInterval, ReadSet};
@@ -572,7 +572,7 @@ impl Transaction {
         if let Some(doc) = &new {
             if let Some(validator) = &table.validator {
                 validator
-                    .validate(&Value::Object(doc.user_fields()))
+                    .validate_document(doc.value(), &[ID_FIELD, CREATION_TIME_FIELD])
                     .map_err(|e| {
                         Error::validation(format!(
                             "Document for table \"{}\" does not match the schema: {}",

@@ -202,8 +202,14 @@ impl DbWriter {
 
     /// Inserts a document (`ctx.db.insert`); `value` serializes to an object.
     pub async fn insert(&self, table: &str, value: impl Serialize) -> Result<DocumentId> {
+        self.insert_value(table, values::to_value(&value)?).await
+    }
+
+    /// [`DbWriter::insert`] of a [`Value`] built by the caller: no round
+    /// trip through `serde_json` (for documents written on hot paths, such
+    /// as every ingested transcript chunk).
+    pub async fn insert_value(&self, table: &str, value: Value) -> Result<DocumentId> {
         self.check_table(table)?;
-        let value = values::to_value(&value)?;
         self.state.lock().await.tx.insert(table, value)
     }
 

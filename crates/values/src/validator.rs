@@ -22,6 +22,7 @@
 //! [`Validator::json_schema`] describes the Convex-encoded JSON form for
 //! OpenAPI documents.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::fmt::Write as _;
 
@@ -203,22 +204,51 @@ struct Mismatch {
     detail: String,
 }
 
+impl Mismatch {
+    /// The `VALIDATION_ERROR` a caller sees.
+    fn into_error(self) -> Error {
+        if self.path.is_empty() {
+            Error::validation(format!("Value does not match validator: {}", self.detail))
+        } else {
+            Error::validation(format!(
+                "Value does not match validator at path {}: {}",
+                self.path, self.detail
+            ))
+        }
+    }
+}
+
 impl Validator {
     /// Checks `value`, returning a `VALIDATION_ERROR` that names the path of
     /// the first mismatch (e.g. `.participants[2].role`), what was expected
     /// and what was found.
     pub fn validate(&self, value: &Value) -> Result<()> {
         let mut path = Vec::new();
-        self.check(value, &mut path).map_err(|m| {
-            if m.path.is_empty() {
-                Error::validation(format!("Value does not match validator: {}", m.detail))
-            } else {
-                Error::validation(format!(
-                    "Value does not match validator at path {}: {}",
-                    m.path, m.detail
-                ))
+        self.check(value, &mut path).map_err(Mismatch::into_error)
+    }
+
+    /// [`Validator::validate`] for a stored document: when this is an
+    /// object validator, the fields named in `system` (`_id`,
+    /// `_creationTime`) may be present without being declared. Checks the
+    /// document in place, without copying its user fields out first.
+    pub fn validate_document(&self, value: &Value, system: &[&str]) -> Result<()> {
+        match (self, value) {
+            (Validator::Object(expected), Value::Object(fields)) => {
+                let mut path = Vec::new();
+                check_object(expected, fields, &mut path, system).map_err(Mismatch::into_error)
             }
-        })
+            _ => {
+                let Value::Object(fields) = value else {
+                    return self.validate(value);
+                };
+                let user: BTreeMap<String, Value> = fields
+                    .iter()
+                    .filter(|(k, _)| !system.contains(&k.as_str()))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
+                self.validate(&Value::Object(user))
+            }
+        }
     }
 
     /// Whether this is [`Validator::Optional`].
@@ -379,38 +409,7 @@ impl Validator {
                 Ok(())
             }
             (Validator::Object(expected), Value::Object(fields)) => {
-                for field in expected {
-                    path.push(Segment::Field(&field.name));
-                    match fields.get(&field.name) {
-                        Some(inner) => field.validator.check(inner, path)?,
-                        None if field.optional || field.validator.is_optional() => {}
-                        None => {
-                            return Err(Mismatch {
-                                path: render_path(path),
-                                detail: format!(
-                                    "missing required field of type {}",
-                                    field.validator
-                                ),
-                            });
-                        }
-                    }
-                    path.pop();
-                }
-                if let Some(extra) = fields
-                    .keys()
-                    .find(|name| !expected.iter().any(|f| &f.name == *name))
-                {
-                    path.push(Segment::Field(extra));
-                    return Err(Mismatch {
-                        path: render_path(path),
-                        detail: format!(
-                            "field {} is not allowed by the validator (allowed fields: {})",
-                            describe_value(&Value::String(extra.clone())),
-                            allowed_fields(expected)
-                        ),
-                    });
-                }
-                Ok(())
+                check_object(expected, fields, path, &[])
             }
             (Validator::Union(members), _) => {
                 if members
@@ -481,6 +480,44 @@ fn encoded_object_schema(key: &str, description: &str) -> serde_json::Value {
         "additionalProperties": false,
         "description": description,
     })
+}
+
+/// The fields of an object against an object validator; a field named in
+/// `ignored` may be present without being declared.
+fn check_object<'a>(
+    expected: &'a [Field],
+    fields: &'a BTreeMap<String, Value>,
+    path: &mut Vec<Segment<'a>>,
+    ignored: &[&str],
+) -> Result<(), Mismatch> {
+    for field in expected {
+        path.push(Segment::Field(&field.name));
+        match fields.get(&field.name) {
+            Some(inner) => field.validator.check(inner, path)?,
+            None if field.optional || field.validator.is_optional() => {}
+            None => {
+                return Err(Mismatch {
+                    path: render_path(path),
+                    detail: format!("missing required field of type {}", field.validator),
+                });
+            }
+        }
+        path.pop();
+    }
+    if let Some(extra) = fields.keys().find(|name| {
+        !ignored.contains(&name.as_str()) && !expected.iter().any(|f| &f.name == *name)
+    }) {
+        path.push(Segment::Field(extra));
+        return Err(Mismatch {
+            path: render_path(path),
+            detail: format!(
+                "field {} is not allowed by the validator (allowed fields: {})",
+                describe_value(&Value::String(extra.clone())),
+                allowed_fields(expected)
+            ),
+        });
+    }
+    Ok(())
 }
 
 fn allowed_fields(fields: &[Field]) -> String {
@@ -626,6 +663,49 @@ mod tests {
 
     fn id_of(table: &str) -> Value {
         Value::String(DocumentId::new(table_number(table), [9; 16]).encode())
+    }
+
+    #[test]
+    fn a_document_is_validated_in_place_with_its_system_fields() {
+        use crate::v;
+        let table = v::object([("name", v::string()), ("age", v::optional(v::number()))]);
+        let doc = |extra: &[(&str, Value)]| {
+            let mut fields = vec![
+                ("_id".to_owned(), Value::from("x")),
+                ("_creationTime".to_owned(), Value::Float64(1.0)),
+                ("name".to_owned(), Value::from("ada")),
+            ];
+            fields.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), v.clone())));
+            Value::object(fields)
+        };
+        let system = ["_id", "_creationTime"];
+        table.validate_document(&doc(&[]), &system).unwrap();
+        table
+            .validate_document(&doc(&[("age", Value::Float64(3.0))]), &system)
+            .unwrap();
+        // The same errors as validating the user fields alone.
+        for bad in [
+            doc(&[("nickname", Value::from("a"))]),
+            doc(&[("age", Value::from("3"))]),
+            Value::object([("_id".to_owned(), Value::from("x"))]),
+        ] {
+            let user = Value::object(
+                bad.as_object()
+                    .unwrap()
+                    .iter()
+                    .filter(|(k, _)| !system.contains(&k.as_str()))
+                    .map(|(k, v)| (k.clone(), v.clone())),
+            );
+            let in_place = table.validate_document(&bad, &system).unwrap_err();
+            let copied = table.validate(&user).unwrap_err();
+            assert_eq!(in_place.message(), copied.message());
+        }
+        // Without the system names, the system fields are undeclared fields.
+        assert!(table.validate_document(&doc(&[]), &[]).is_err());
+        // Not an object validator: the user fields are copied and validated.
+        v::any().validate_document(&doc(&[]), &system).unwrap();
+        let union = v::union([table, v::object([("id", v::number())])]);
+        union.validate_document(&doc(&[]), &system).unwrap();
     }
 
     fn message(validator: &Validator, value: &Value) -> String {

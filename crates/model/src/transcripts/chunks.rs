@@ -321,28 +321,33 @@ pub(crate) async fn store(
         }
         last += 1.0;
         let bucket = bucket_of(chunk.start, now);
-        let mut doc = json!({
-            "meetingId": meeting,
-            "bucketMs": bucket,
-            "sequence": last,
-            "text": chunk.text,
-            "confidence": chunk.confidence,
-            "startMs": chunk.start,
-            "endMs": chunk.end,
-            "wordCount": chunk.word_count,
-            "language": chunk.language,
-            "createdAt": now,
-        });
+        // Built as a `Value` (no `serde_json` round trip: this runs for every
+        // ingested chunk).
+        let mut doc: BTreeMap<String, Value> = [
+            ("meetingId", meeting.to_value()),
+            ("bucketMs", Value::Float64(bucket)),
+            ("sequence", Value::Float64(last)),
+            ("text", Value::String(chunk.text)),
+            ("confidence", Value::Float64(chunk.confidence)),
+            ("startMs", Value::Float64(chunk.start)),
+            ("endMs", Value::Float64(chunk.end)),
+            ("wordCount", Value::Float64(chunk.word_count)),
+            ("language", Value::String(chunk.language)),
+            ("createdAt", Value::Float64(now)),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
         if let Some(s) = &chunk.speaker_id {
-            doc["speakerId"] = json!(s);
+            doc.insert("speakerId".to_owned(), Value::from(s.as_str()));
         }
         if chunk.interim {
-            doc["isInterim"] = json!(true);
+            doc.insert("isInterim".to_owned(), Value::Boolean(true));
         }
         if let Some(u) = &chunk.utterance_id {
-            doc["utteranceId"] = json!(u);
+            doc.insert("utteranceId".to_owned(), Value::from(u.as_str()));
         }
-        let id = db.insert("transcripts", doc).await?;
+        let id = db.insert_value("transcripts", Value::Object(doc)).await?;
         if let Some(speaker) = &chunk.speaker_id {
             let replaceable = chunk.interim && chunk.utterance_id.is_none();
             newest.insert(speaker.clone(), replaceable.then_some(id));
