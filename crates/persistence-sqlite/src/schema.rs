@@ -9,7 +9,7 @@
 //! `PRAGMA application_id` marks the file as a Connvo database so that opening
 //! some other SQLite file by mistake fails instead of mixing schemas.
 //!
-//! Tables (version 1):
+//! Tables (version 2; version 2 only allows an empty `doc_id`):
 //! * `documents(id, table_num, ts, json)` — the latest version of every
 //!   document, clustered by id; `documents_by_table(table_num, id)` serves
 //!   `scan_table`.
@@ -64,6 +64,11 @@ const MIGRATIONS: &[&str] = &[
          table_num INTEGER NOT NULL,
          signature TEXT    NOT NULL
      ) STRICT;",
+    // Version 2: no table changes. `index_entries.doc_id` may be empty (the
+    // id is then the key's last 20 bytes, `write::stored_doc_id`); a server
+    // that only knows version 1 would join such entries to no document, so
+    // the version number makes it refuse the file instead.
+    "-- index_entries.doc_id may be empty: the id is the key's suffix",
 ];
 
 /// The schema version this build writes and understands.
@@ -112,4 +117,37 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {
         tracing::info!(version = to, "sqlite schema migrated");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A version-1 file (written before empty `doc_id`s) is upgraded in place:
+    /// its rows stay, and the version moves to the newest.
+    #[test]
+    fn a_version_1_database_is_upgraded_with_its_rows() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(MIGRATIONS[0]).unwrap();
+        conn.pragma_update(None, "application_id", APPLICATION_ID)
+            .unwrap();
+        conn.pragma_update(None, "user_version", 1).unwrap();
+        conn.execute(
+            "INSERT INTO index_entries (index_id, key, doc_id) VALUES (1, x'01', x'02')",
+            [],
+        )
+        .unwrap();
+        migrate(&mut conn).unwrap();
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION as i64);
+        assert_eq!(SCHEMA_VERSION, 2);
+        let doc_id: Vec<u8> = conn
+            .query_row("SELECT doc_id FROM index_entries", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(doc_id, vec![2]);
+        // Migrating again is a no-op.
+        migrate(&mut conn).unwrap();
+    }
 }

@@ -236,7 +236,7 @@ async fn database_is_in_wal_mode_with_versioned_schema() {
     let version: i64 = conn
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 1);
+    assert_eq!(version, 2);
     let max_ts: i64 = conn
         .query_row("SELECT value FROM globals WHERE name = 'max_ts'", [], |r| {
             r.get(0)
