@@ -336,6 +336,18 @@ async fn data_survives_reopen_and_indexes_are_rebuilt_when_added() {
     assert_eq!(scan_ns(&db, "g", Order::Asc).await, vec![1.0, 2.0]);
 }
 
+/// Up to 100 `items` rows by the built-in creation-time index.
+async fn items_by_creation_time(db: &database::Database) -> Vec<(Vec<u8>, database::Document)> {
+    let mut tx = db.begin(false).await.unwrap();
+    let table = Arc::clone(tx.schema().table("items").unwrap());
+    let index = table.index("by_creation_time").unwrap().clone();
+    let (r, b) = IndexRange::all().compile(&index).unwrap();
+    tx.scan(&table, &index, &r, b, Order::Asc, None, 100)
+        .await
+        .unwrap()
+        .rows
+}
+
 #[tokio::test]
 async fn indexes_the_schema_no_longer_defines_are_dropped_on_open() {
     use database::{Schema, TableDef};
@@ -392,16 +404,7 @@ async fn indexes_the_schema_no_longer_defines_are_dropped_on_open() {
         .await
         .unwrap();
         // The documents are still there.
-        let mut tx = db.begin(false).await.unwrap();
-        let table = Arc::clone(tx.schema().table("items").unwrap());
-        let index = table.index("by_creation_time").unwrap().clone();
-        let (r, b) = IndexRange::all().compile(&index).unwrap();
-        let rows = tx
-            .scan(&table, &index, &r, b, Order::Asc, None, 100)
-            .await
-            .unwrap()
-            .rows;
-        assert_eq!(rows.len(), 2);
+        assert_eq!(items_by_creation_time(&db).await.len(), 2);
     }
     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     assert_eq!(entries(open_store()).await, (0, false));
@@ -430,15 +433,7 @@ async fn inserts_in_the_same_millisecond_keep_their_order() {
         }
         db.commit(tx).await.unwrap();
     }
-    let mut tx = db.begin(false).await.unwrap();
-    let table = Arc::clone(tx.schema().table("items").unwrap());
-    let index = table.index("by_creation_time").unwrap().clone();
-    let (r, b) = IndexRange::all().compile(&index).unwrap();
-    let rows = tx
-        .scan(&table, &index, &r, b, Order::Asc, None, 100)
-        .await
-        .unwrap()
-        .rows;
+    let rows = items_by_creation_time(&db).await;
     let ns: Vec<f64> = rows
         .iter()
         .map(|(_, d)| d.field("n").and_then(Value::as_f64).unwrap())

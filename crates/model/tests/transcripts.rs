@@ -774,14 +774,16 @@ async fn retention_of_one_meeting_deletes_only_its_old_chunks() {
     ingest(json!(other), &["other old"]).await;
     r.env.clock.advance_ms(91 * 86_400_000);
     ingest(json!(r.meeting), &["new one", "new two"]).await;
-    let out = r
-        .env
-        .internal_mutation(
-            "transcripts/ingestion:cleanupOldTranscripts",
-            json!({ "meetingId": r.meeting }),
-        )
-        .await
-        .unwrap();
+    let cleanup = || async {
+        r.env
+            .internal_mutation(
+                "transcripts/ingestion:cleanupOldTranscripts",
+                json!({ "meetingId": r.meeting }),
+            )
+            .await
+            .unwrap()
+    };
+    let out = cleanup().await;
     assert_eq!(out["deleted"], 3.0);
     let texts = |meeting: Json| {
         let env = &r.env;
@@ -801,14 +803,7 @@ async fn retention_of_one_meeting_deletes_only_its_old_chunks() {
     // Another meeting's old chunk is left for its own (or the global) run.
     assert_eq!(texts(json!(other)).await, ["other old"]);
     // Nothing else is old enough: a second run deletes nothing.
-    let out = r
-        .env
-        .internal_mutation(
-            "transcripts/ingestion:cleanupOldTranscripts",
-            json!({ "meetingId": r.meeting }),
-        )
-        .await
-        .unwrap();
+    let out = cleanup().await;
     assert_eq!(out["deleted"], 0.0);
 }
 
