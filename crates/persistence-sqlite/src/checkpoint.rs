@@ -123,6 +123,13 @@ impl Checkpoint {
     ) -> rusqlite::Result<Self> {
         let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
         conn.busy_timeout(RESTART_BUSY_TIMEOUT)?;
+        // A checkpoint syncs the WAL before it copies frames into the
+        // database and the database after, whenever its connection's
+        // `synchronous` is NORMAL or FULL. The writer's commits are synced
+        // by the WAL syncer (`durability`), so this is what keeps a frame
+        // that a checkpoint copies — and a later restart overwrites — from
+        // existing only in the OS cache. Explicit, not SQLite's default.
+        conn.pragma_update(None, "synchronous", "FULL")?;
         let db_file = std::fs::File::open(path)
             .inspect_err(|e| tracing::debug!(error = %e, "sqlite: checkpointer cannot open the database file to flush it"))
             .ok();
@@ -328,7 +335,12 @@ mod tests {
         let pool = Arc::new(ReadPool::open(path.clone(), readers, Arc::clone(&lock)).unwrap());
         let coord = Coordination {
             gate: Arc::clone(pool.gate()),
-            writer: Arc::new(Mutex::new(Writer::new(conn, lock))),
+            writer: Arc::new(Mutex::new(Writer::new(
+                conn,
+                lock,
+                crate::durability::Durability::new(false),
+                None,
+            ))),
         };
         (path, pool, coord)
     }

@@ -16,7 +16,8 @@
 //! * **One writer.** A single read-write connection behind a
 //!   `tokio::sync::Mutex`; that mutex is the global write lock.
 //!   [`Persistence::begin_write`] takes it and runs `BEGIN IMMEDIATE`;
-//!   [`WriteTxn::commit`] runs `COMMIT` on the blocking pool (it fsyncs).
+//!   [`WriteTxn::commit`] runs `COMMIT` on the blocking pool and waits for
+//!   the WAL sync; [`WriteTxn::commit_pipelined`] does not wait.
 //! * **Read pool.** `read_pool_size` read-only connections. A snapshot
 //!   borrows one for its whole life and holds a WAL read transaction on it;
 //!   when all are borrowed, new snapshots wait. Reads run synchronously on the
@@ -26,13 +27,17 @@
 //!   256 MiB, restarts it: it closes the read pool's gate, waits for the read
 //!   transactions in flight, and only then takes the write lock for the
 //!   short RESTART (see the `checkpoint` and `gate` modules).
-//! * **Durability.** `synchronous=FULL` by default: a commit that returned
-//!   `Ok` survives `kill -9` and power loss. `synchronous_full: false` uses
-//!   `NORMAL`, which survives a process crash but may lose the last commits
-//!   on power loss, in exchange for fewer fsyncs.
+//! * **Durability.** By default a commit that returned `Ok` survives
+//!   `kill -9` and power loss: the WAL is fsynced after it, by a syncer
+//!   thread so that the writer goes on writing meanwhile, and no reader sees
+//!   a commit before that (the `durability` module).
+//!   `synchronous_full: false` uses `NORMAL` without the syncer, which
+//!   survives a process crash but may lose the last commits on power loss,
+//!   in exchange for no fsyncs per commit.
 //! * **Schema** versioned with `PRAGMA user_version`; see the `schema` module.
 //!
-//! Modules: `conn` (connection setup, conversions), `lock` (data-directory
+//! Modules: `conn` (connection setup, conversions), `durability` (the WAL
+//! syncer and the reads' wait for it), `lock` (data-directory
 //! lock), `schema` (tables and migrations), `pool` (read pool), `gate` (the
 //! pool's reader gate), `checkpoint` (background checkpoints), `read` (read
 //! queries), `snapshot` (read snapshots), `write` (writer and write
@@ -49,6 +54,7 @@ use tokio::sync::Mutex;
 
 mod checkpoint;
 mod conn;
+mod durability;
 mod gate;
 mod lock;
 mod pool;
@@ -57,6 +63,7 @@ mod schema;
 mod snapshot;
 mod write;
 
+use crate::durability::{Durability, Syncer};
 use crate::lock::DirLock;
 use crate::pool::ReadPool;
 use crate::snapshot::SqliteSnapshot;
@@ -96,6 +103,8 @@ pub struct SqlitePersistence {
     /// Dropped before `writer`: read-only connections cannot checkpoint, so
     /// the writer closing last is what folds the WAL back into the database.
     readers: Arc<ReadPool>,
+    /// What readers wait on before they see a commit.
+    durability: Arc<Durability>,
     writer: Arc<Mutex<Writer>>,
     db_path: PathBuf,
     options: SqliteOptions,
@@ -134,13 +143,28 @@ impl SqlitePersistence {
         schema::migrate(&mut conn)?;
         conn.pragma_update(None, "wal_autocheckpoint", 0)
             .map_err(|e| Error::internal(format!("sqlite: set wal_autocheckpoint: {e}")))?;
+        // The migration committed with the chosen `synchronous`; from now on
+        // a `FULL` store's commits are synced by the syncer instead.
+        let durability = Durability::new(options.synchronous_full);
+        let syncer = if options.synchronous_full {
+            conn.pragma_update(None, "synchronous", "NORMAL")
+                .map_err(|e| Error::internal(format!("sqlite: set synchronous: {e}")))?;
+            Some(Syncer::start(&db_path, Arc::clone(&durability))?)
+        } else {
+            None
+        };
         let readers = Arc::new(ReadPool::open(
             db_path.clone(),
             options.read_pool_size,
             Arc::clone(&lock),
         )?);
         tracing::debug!(path = %db_path.display(), lock = %lock.path().display(), "sqlite store opened");
-        let writer = Arc::new(Mutex::new(Writer::new(conn, lock)));
+        let writer = Arc::new(Mutex::new(Writer::new(
+            conn,
+            lock,
+            Arc::clone(&durability),
+            syncer,
+        )));
         let checkpointer = checkpoint::Checkpointer::start(
             db_path.clone(),
             checkpoint::Coordination {
@@ -150,6 +174,7 @@ impl SqlitePersistence {
         );
         Ok(Arc::new(Self {
             _checkpointer: checkpointer,
+            durability,
             writer,
             readers,
             db_path,
@@ -175,7 +200,9 @@ impl Persistence for SqlitePersistence {
     }
 
     async fn snapshot(&self) -> Result<Arc<dyn Snapshot>> {
-        Ok(Arc::new(SqliteSnapshot::open(&self.readers).await?))
+        Ok(Arc::new(
+            SqliteSnapshot::open(&self.readers, &self.durability).await?,
+        ))
     }
 
     async fn begin_write(&self) -> Result<Box<dyn WriteTxn>> {
@@ -183,21 +210,33 @@ impl Persistence for SqlitePersistence {
     }
 
     async fn latest_ts(&self) -> Result<Timestamp> {
-        let pooled = self.readers.checkout().await?;
-        read::max_ts(pooled.conn()?)
+        let ts = {
+            let pooled = self.readers.checkout().await?;
+            read::max_ts(pooled.conn()?)?
+        };
+        self.durability.wait_visible().await?;
+        Ok(ts)
     }
 
     async fn commits_after(&self, after: Timestamp, limit: usize) -> Result<Vec<CommitLogEntry>> {
-        let pooled = self.readers.checkout().await?;
-        read::commits_after(pooled.conn()?, after, limit)
+        let entries = {
+            let pooled = self.readers.checkout().await?;
+            read::commits_after(pooled.conn()?, after, limit)?
+        };
+        self.durability.wait_visible().await?;
+        Ok(entries)
     }
 
     async fn prune_commit_log(&self, before: Timestamp) -> Result<u64> {
         let writer = Arc::clone(&self.writer).lock_owned().await;
-        // A durable DELETE fsyncs: run it on the blocking pool like COMMIT.
-        tokio::task::spawn_blocking(move || write::prune_commit_log(&writer, before))
-            .await
-            .map_err(|e| Error::internal(format!("sqlite: prune task failed: {e}")))?
+        // A COMMIT writes the WAL: run it on the blocking pool like the
+        // engine's commits.
+        let (deleted, seq) =
+            tokio::task::spawn_blocking(move || write::prune_commit_log(&writer, before))
+                .await
+                .map_err(|e| Error::internal(format!("sqlite: prune task failed: {e}")))??;
+        self.durability.wait(seq).await?;
+        Ok(deleted)
     }
 
     async fn commit_log_floor(&self) -> Result<Timestamp> {
@@ -208,5 +247,96 @@ impl Persistence for SqlitePersistence {
     async fn index_metadata(&self) -> Result<Vec<IndexMeta>> {
         let pooled = self.readers.checkout().await?;
         read::index_metadata(pooled.conn()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use persistence::{CommitRecord, DocumentWrite, TableNumber};
+
+    use super::*;
+
+    fn record(ts: u64) -> CommitRecord {
+        CommitRecord {
+            ts: Timestamp(ts),
+            documents: vec![DocumentWrite {
+                id: ts.to_be_bytes().to_vec(),
+                table: TableNumber(1),
+                json: Some(format!("{{\"n\":{ts}}}")),
+            }],
+            index_writes: Vec::new(),
+            log: Vec::new(),
+        }
+    }
+
+    /// A pipelined commit releases the writer before its WAL sync, and no
+    /// reader sees it until the sync is done.
+    #[tokio::test]
+    async fn no_reader_sees_a_commit_before_its_wal_sync() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqlitePersistence::open(dir.path(), SqliteOptions::default()).unwrap();
+        store.durability.hold_syncer(true);
+        let mut w = store.begin_write().await.unwrap();
+        w.write(&record(1)).await.unwrap();
+        let durable = w.commit_pipelined().await.unwrap();
+        assert!(!durable.is_done());
+
+        let p: Arc<dyn Persistence> = store.clone();
+        let reader = tokio::spawn({
+            let p = Arc::clone(&p);
+            async move { p.snapshot().await.map(|s| s.ts()) }
+        });
+        let latest = tokio::spawn({
+            let p = Arc::clone(&p);
+            async move { p.latest_ts().await }
+        });
+        // The next writer does not wait, and sees the commit.
+        let mut next = store.begin_write().await.unwrap();
+        assert_eq!(next.latest_ts().await.unwrap(), Timestamp(1));
+        next.write(&record(2)).await.unwrap();
+        let second = next.commit_pipelined().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!reader.is_finished(), "a snapshot saw an un-synced commit");
+        assert!(!latest.is_finished(), "latest_ts saw an un-synced commit");
+
+        store.durability.hold_syncer(false);
+        durable.wait().await.unwrap();
+        second.wait().await.unwrap();
+        assert!(reader.await.unwrap().unwrap() >= Timestamp(1));
+        assert!(latest.await.unwrap().unwrap() >= Timestamp(1));
+        assert_eq!(p.snapshot().await.unwrap().ts(), Timestamp(2));
+    }
+
+    /// `commit` returns only once the WAL is synced.
+    #[tokio::test]
+    async fn commit_waits_for_the_wal_sync() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqlitePersistence::open(dir.path(), SqliteOptions::default()).unwrap();
+        store.durability.hold_syncer(true);
+        let mut w = store.begin_write().await.unwrap();
+        w.write(&record(1)).await.unwrap();
+        let commit = tokio::spawn(w.commit());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!commit.is_finished(), "commit returned before the sync");
+        store.durability.hold_syncer(false);
+        commit.await.unwrap().unwrap();
+    }
+
+    /// With `synchronous_full: false` a commit is done when `COMMIT` returns.
+    #[tokio::test]
+    async fn a_normal_store_has_no_sync_to_wait_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = SqliteOptions {
+            synchronous_full: false,
+            ..SqliteOptions::default()
+        };
+        let store = SqlitePersistence::open(dir.path(), options).unwrap();
+        store.durability.hold_syncer(true);
+        let mut w = store.begin_write().await.unwrap();
+        w.write(&record(1)).await.unwrap();
+        w.commit().await.unwrap();
+        assert_eq!(store.snapshot().await.unwrap().ts(), Timestamp(1));
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! Opening a snapshot runs `BEGIN` (deferred) and then reads `max_ts`; that
 //! first statement is what makes SQLite pin the WAL read mark, so every later
-//! read on the connection sees exactly the commit `max_ts` belongs to. The
+//! read on the connection sees exactly the commit `max_ts` belongs to. It is
+//! handed out only once that commit is durable (the `durability` module). The
 //! transaction ends (and the connection returns to the pool) when the last
 //! `Arc` of the snapshot drops. Long-lived snapshots keep the WAL from being
 //! checkpointed past their read mark, so callers should not hoard them.
@@ -23,6 +24,7 @@ use persistence::{
 use rusqlite::Connection;
 
 use crate::conn::SqlContext;
+use crate::durability::Durability;
 use crate::pool::{PooledConn, ReadPool};
 use crate::read;
 
@@ -33,9 +35,10 @@ pub(crate) struct SqliteSnapshot {
 }
 
 impl SqliteSnapshot {
-    /// Borrows a read connection (waiting if the pool is exhausted) and starts
-    /// its read transaction.
-    pub(crate) async fn open(pool: &Arc<ReadPool>) -> Result<Self> {
+    /// Borrows a read connection (waiting if the pool is exhausted), starts
+    /// its read transaction and waits until every commit it can see is
+    /// durable (see the `durability` module).
+    pub(crate) async fn open(pool: &Arc<ReadPool>, durability: &Durability) -> Result<Self> {
         let pooled = pool.checkout().await?;
         let ts = {
             let conn = pooled.conn()?;
@@ -45,6 +48,9 @@ impl SqliteSnapshot {
             // If this fails, dropping `pooled` rolls the transaction back.
             read::max_ts(conn)?
         };
+        // After the first read: no commit the snapshot sees is numbered
+        // above this.
+        durability.wait_visible().await?;
         Ok(Self {
             ts,
             conn: Mutex::new(pooled),

@@ -8,19 +8,21 @@
 //!
 //! Statements inside the transaction (`write`, `clear_index`, …) run
 //! synchronously on the calling task: they only touch the page cache and take
-//! microseconds per row. `COMMIT` is different — with `synchronous=FULL` it
-//! fsyncs the WAL (and occasionally checkpoints) — so it runs on tokio's
-//! blocking pool; see [`SqliteWriteTxn::commit`].
+//! microseconds per row. `COMMIT` is different — it writes the WAL frames
+//! (and, with `synchronous=NORMAL` chosen by the user, that is all; with the
+//! default durability the `durability` module's syncer fsyncs them after) —
+//! so it runs on tokio's blocking pool; see [`SqliteWriteTxn::commit`].
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use errors::{Error, Result};
-use persistence::{CommitLogEntry, CommitRecord, IndexId, IndexMeta, Timestamp, WriteTxn};
+use persistence::{CommitLogEntry, CommitRecord, Durable, IndexId, IndexMeta, Timestamp, WriteTxn};
 use rusqlite::{Connection, params};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use crate::conn::{SqlContext, rollback_if_open, ts_to_sql};
+use crate::durability::{CommitSeq, Durability, Syncer};
 use crate::lock::DirLock;
 use crate::read;
 
@@ -57,15 +59,30 @@ const RAISE_FLOOR: &str = "INSERT INTO globals (name, value) VALUES ('log_floor'
 
 /// The writer connection.
 pub(crate) struct Writer {
+    /// Stopped (after a last sync) before the connection closes, which folds
+    /// the WAL into the database and deletes it.
+    _syncer: Option<Syncer>,
     /// Declared before `_lock`: the connection closes first.
     conn: Connection,
+    durability: Arc<Durability>,
     _lock: Arc<DirLock>,
 }
 
 impl Writer {
-    /// Wraps the (already migrated) writer connection.
-    pub(crate) fn new(conn: Connection, lock: Arc<DirLock>) -> Self {
-        Self { conn, _lock: lock }
+    /// Wraps the (already migrated) writer connection; `syncer` syncs its
+    /// commits when `durability` says they wait for it.
+    pub(crate) fn new(
+        conn: Connection,
+        lock: Arc<DirLock>,
+        durability: Arc<Durability>,
+        syncer: Option<Syncer>,
+    ) -> Self {
+        Self {
+            _syncer: syncer,
+            conn,
+            durability,
+            _lock: lock,
+        }
     }
 
     /// The connection, for tests that write outside a transaction.
@@ -75,9 +92,11 @@ impl Writer {
     }
 }
 
-/// Deletes commit-log entries with `ts < before`, as its own (durable)
-/// transaction on the writer. Blocking: call it on the blocking pool.
-pub(crate) fn prune_commit_log(writer: &Writer, before: Timestamp) -> Result<u64> {
+/// Deletes commit-log entries with `ts < before`, as its own transaction on
+/// the writer; returns the count and the commit's sequence number (durable
+/// once [`Durability::wait`] says so). Blocking: call it on the blocking pool.
+pub(crate) fn prune_commit_log(writer: &Writer, before: Timestamp) -> Result<(u64, CommitSeq)> {
+    writer.durability.check()?;
     let conn = &writer.conn;
     rollback_if_open(conn)?;
     // The floor and the delete commit together.
@@ -101,8 +120,13 @@ pub(crate) fn prune_commit_log(writer: &Writer, before: Timestamp) -> Result<u64
                 .context("prune commit log")?
         }
     };
-    tx.commit().context("commit prune")?;
-    u64::try_from(deleted).map_err(|_| Error::internal("sqlite: deleted row count overflows"))
+    let seq = writer.durability.begin_commit();
+    let committed = tx.commit().context("commit prune");
+    writer.durability.finish_commit(seq);
+    committed?;
+    let deleted = u64::try_from(deleted)
+        .map_err(|_| Error::internal("sqlite: deleted row count overflows"))?;
+    Ok((deleted, seq))
 }
 
 /// An open `BEGIN IMMEDIATE` transaction on the writer connection.
@@ -118,6 +142,7 @@ impl SqliteWriteTxn {
     /// begins an immediate transaction.
     pub(crate) async fn begin(writer: &Arc<Mutex<Writer>>) -> Result<Self> {
         let guard = Arc::clone(writer).lock_owned().await;
+        guard.durability.check()?;
         // A previous transaction whose rollback failed may have left one open.
         rollback_if_open(&guard.conn)?;
         guard
@@ -223,10 +248,12 @@ fn apply(conn: &Connection, record: &CommitRecord) -> Result<()> {
     Ok(())
 }
 
-/// Runs `COMMIT` and releases the write lock (by dropping `writer`). On
-/// failure the transaction is rolled back if SQLite left it open.
-fn commit_blocking(writer: OwnedMutexGuard<Writer>) -> Result<()> {
+/// Runs `COMMIT` and releases the write lock (by dropping `writer`); returns
+/// the commit's sequence number. On failure the transaction is rolled back
+/// if SQLite left it open.
+fn commit_blocking(writer: OwnedMutexGuard<Writer>) -> Result<CommitSeq> {
     let conn = &writer.conn;
+    let seq = writer.durability.begin_commit();
     let result = conn
         .prepare_cached("COMMIT")
         .and_then(|mut s| s.execute([]))
@@ -237,7 +264,9 @@ fn commit_blocking(writer: OwnedMutexGuard<Writer>) -> Result<()> {
     {
         tracing::error!(error = %e, "sqlite: rollback after a failed COMMIT failed");
     }
-    result
+    // Before the lock is released, so sequence numbers finish in order.
+    writer.durability.finish_commit(seq);
+    result.map(|()| seq)
 }
 
 #[async_trait]
@@ -292,25 +321,34 @@ impl WriteTxn for SqliteWriteTxn {
         Ok(())
     }
 
-    /// Commits on tokio's blocking pool (`spawn_blocking`), not with
-    /// `block_in_place`:
+    async fn commit(self: Box<Self>) -> Result<()> {
+        self.commit_pipelined().await?.wait().await
+    }
+
+    /// Runs `COMMIT` on tokio's blocking pool (`spawn_blocking`), not with
+    /// `block_in_place`, and returns without waiting for the WAL sync (see
+    /// the `durability` module):
     /// * `block_in_place` panics on a current-thread runtime, which is what
     ///   `#[tokio::test]` and small embeddings use; `spawn_blocking` works on
     ///   every runtime flavour.
-    /// * The hop costs tens of microseconds against a COMMIT that fsyncs
-    ///   (milliseconds), and a group commit pays it once per group.
+    /// * The hop costs tens of microseconds against a COMMIT that writes
+    ///   hundreds of KiB of WAL frames (sometimes checkpoint-sized syncs:
+    ///   the WAL header after a restart), and a group commit pays it once
+    ///   per group.
     /// * The lock guard moves into the blocking task, so if the caller's
     ///   future is dropped mid-commit the COMMIT still finishes and only then
     ///   releases the write lock: the outcome is unknown to that caller, but
     ///   the next writer never sees a half-finished transaction.
-    async fn commit(mut self: Box<Self>) -> Result<()> {
+    async fn commit_pipelined(mut self: Box<Self>) -> Result<Durable> {
         let writer = self
             .writer
             .take()
             .ok_or_else(|| Error::internal("sqlite: write transaction already finished"))?;
-        tokio::task::spawn_blocking(move || commit_blocking(writer))
+        let durability = Arc::clone(&writer.durability);
+        let seq = tokio::task::spawn_blocking(move || commit_blocking(writer))
             .await
-            .map_err(|e| Error::internal(format!("sqlite: commit task failed: {e}")))?
+            .map_err(|e| Error::internal(format!("sqlite: commit task failed: {e}")))??;
+        Ok(Durable::pending(async move { durability.wait(seq).await }))
     }
 }
 

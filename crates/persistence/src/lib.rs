@@ -28,7 +28,8 @@
 //! Every backend must pass the suite in `testing` (feature `testing`).
 //!
 //! # Layout
-//! * [`Persistence`], [`Snapshot`], [`WriteTxn`] — the traits.
+//! * [`Persistence`], [`Snapshot`], [`WriteTxn`] — the traits; [`Durable`],
+//!   the pending durability of a pipelined commit.
 //! * Plain data types: [`Timestamp`], [`TableNumber`], [`IndexId`],
 //!   [`StoredDocument`], [`IndexRow`], [`KeyRange`], [`CommitRecord`], …
 //! * `testing` — the conformance suite.
@@ -271,4 +272,60 @@ pub trait WriteTxn: Send {
     /// Makes everything written durable and releases the write lock. When this
     /// returns `Ok`, the writes survive a crash of the process.
     async fn commit(self: Box<Self>) -> Result<()>;
+
+    /// Commits in two steps: returns once the transaction is committed in
+    /// order and the write lock is released, with a [`Durable`] that
+    /// resolves when its writes are durable (as [`WriteTxn::commit`]
+    /// promises). The next write transaction can begin meanwhile, so a
+    /// caller can write its next group while this one syncs.
+    ///
+    /// Until the [`Durable`] resolves, the writes are visible to later
+    /// write transactions (whose own durability implies this one's) but to
+    /// no [`Snapshot`], [`Persistence::latest_ts`] or
+    /// [`Persistence::commits_after`] of the store: nothing reads what a
+    /// crash could still take back. If the sync fails the [`Durable`]
+    /// yields the error, and so does every later write's.
+    ///
+    /// The default commits fully and returns a resolved [`Durable`].
+    async fn commit_pipelined(self: Box<Self>) -> Result<Durable> {
+        self.commit().await?;
+        Ok(Durable::done())
+    }
+}
+
+/// The pending durability of a commit (see [`WriteTxn::commit_pipelined`]).
+#[must_use = "a commit is not known to be durable until its `Durable` resolves"]
+pub struct Durable(Option<std::pin::Pin<Box<dyn Future<Output = Result<()>> + Send>>>);
+
+impl Durable {
+    /// Already durable.
+    pub fn done() -> Self {
+        Self(None)
+    }
+
+    /// Durable when `sync` resolves to `Ok`.
+    pub fn pending(sync: impl Future<Output = Result<()>> + Send + 'static) -> Self {
+        Self(Some(Box::pin(sync)))
+    }
+
+    /// Whether the commit is known durable without waiting.
+    pub fn is_done(&self) -> bool {
+        self.0.is_none()
+    }
+
+    /// Waits until the commit is durable, or its sync failed.
+    pub async fn wait(self) -> Result<()> {
+        match self.0 {
+            None => Ok(()),
+            Some(sync) => sync.await,
+        }
+    }
+}
+
+impl std::fmt::Debug for Durable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Durable")
+            .field(&if self.is_done() { "done" } else { "pending" })
+            .finish()
+    }
 }
