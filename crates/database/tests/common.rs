@@ -73,3 +73,182 @@ pub async fn scan_group_ns(
         .map(|(_, d)| d.field("n").and_then(values::Value::as_f64).unwrap())
         .collect()
 }
+
+/// Controls a [`SlowSync`] store.
+pub struct SyncControl {
+    /// Commits numbered so far (taken before each backend commit).
+    taken: std::sync::atomic::AtomicU64,
+    /// The newest commit made durable.
+    durable: tokio::sync::watch::Sender<u64>,
+    /// While `true`, no commit becomes durable.
+    held: tokio::sync::watch::Sender<bool>,
+    /// Each commit becomes durable up to this long after the one before.
+    max_delay_us: u64,
+}
+
+impl SyncControl {
+    /// Holds (or releases) durability.
+    pub fn hold(&self, held: bool) {
+        self.held.send_replace(held);
+    }
+
+    /// How many commits the backend has received.
+    pub fn taken(&self) -> u64 {
+        self.taken.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    async fn wait_durable(&self, seq: u64) {
+        let mut rx = self.durable.subscribe();
+        let _ = rx.wait_for(|d| *d >= seq).await;
+    }
+}
+
+/// A store whose commits become durable late (after a pseudo-random delay,
+/// or when released), keeping the backend contract of
+/// `WriteTxn::commit_pipelined`: in order, and unseen by snapshots until
+/// durable. Exercises the engine's pipeline (groups in flight).
+pub struct SlowSync {
+    inner: Arc<dyn persistence::Persistence>,
+    control: Arc<SyncControl>,
+}
+
+struct SlowTxn {
+    inner: Box<dyn persistence::WriteTxn>,
+    control: Arc<SyncControl>,
+}
+
+#[async_trait::async_trait]
+impl persistence::Persistence for SlowSync {
+    fn kind(&self) -> &'static str {
+        self.inner.kind()
+    }
+
+    async fn snapshot(&self) -> errors::Result<Arc<dyn persistence::Snapshot>> {
+        let s = self.inner.snapshot().await?;
+        self.control.wait_durable(self.control.taken()).await;
+        Ok(s)
+    }
+
+    async fn begin_write(&self) -> errors::Result<Box<dyn persistence::WriteTxn>> {
+        Ok(Box::new(SlowTxn {
+            inner: self.inner.begin_write().await?,
+            control: Arc::clone(&self.control),
+        }))
+    }
+
+    async fn latest_ts(&self) -> errors::Result<persistence::Timestamp> {
+        let ts = self.inner.latest_ts().await?;
+        self.control.wait_durable(self.control.taken()).await;
+        Ok(ts)
+    }
+
+    async fn commits_after(
+        &self,
+        after: persistence::Timestamp,
+        limit: usize,
+    ) -> errors::Result<Vec<persistence::CommitLogEntry>> {
+        let entries = self.inner.commits_after(after, limit).await?;
+        self.control.wait_durable(self.control.taken()).await;
+        Ok(entries)
+    }
+
+    async fn prune_commit_log(&self, before: persistence::Timestamp) -> errors::Result<u64> {
+        self.inner.prune_commit_log(before).await
+    }
+
+    async fn commit_log_floor(&self) -> errors::Result<persistence::Timestamp> {
+        self.inner.commit_log_floor().await
+    }
+
+    async fn index_metadata(&self) -> errors::Result<Vec<persistence::IndexMeta>> {
+        self.inner.index_metadata().await
+    }
+}
+
+#[async_trait::async_trait]
+impl persistence::WriteTxn for SlowTxn {
+    async fn latest_ts(&mut self) -> errors::Result<persistence::Timestamp> {
+        self.inner.latest_ts().await
+    }
+
+    async fn commits_after(
+        &mut self,
+        after: persistence::Timestamp,
+    ) -> errors::Result<Vec<persistence::CommitLogEntry>> {
+        self.inner.commits_after(after).await
+    }
+
+    async fn write(&mut self, record: &persistence::CommitRecord) -> errors::Result<()> {
+        self.inner.write(record).await
+    }
+
+    async fn clear_index(&mut self, index: persistence::IndexId) -> errors::Result<()> {
+        self.inner.clear_index(index).await
+    }
+
+    async fn put_index_meta(&mut self, meta: &persistence::IndexMeta) -> errors::Result<()> {
+        self.inner.put_index_meta(meta).await
+    }
+
+    async fn drop_index(&mut self, index: persistence::IndexId) -> errors::Result<()> {
+        self.inner.drop_index(index).await
+    }
+
+    async fn commit(self: Box<Self>) -> errors::Result<()> {
+        self.commit_pipelined().await?.wait().await
+    }
+
+    async fn commit_pipelined(self: Box<Self>) -> errors::Result<persistence::Durable> {
+        let control = self.control;
+        let seq = control
+            .taken
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+            + 1;
+        self.inner.commit().await?;
+        Ok(persistence::Durable::pending(async move {
+            let mut held = control.held.subscribe();
+            let _ = held.wait_for(|h| !*h).await;
+            // A splitmix-style scramble of the number: a repeatable delay.
+            let mut x = seq.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            x ^= x >> 31;
+            let delay = x % control.max_delay_us.max(1);
+            tokio::time::sleep(std::time::Duration::from_micros(delay)).await;
+            // In order: this future runs only after the previous commit's.
+            control.durable.send_modify(|d| *d = (*d).max(seq));
+            Ok(())
+        }))
+    }
+}
+
+/// Opens the engine over a [`SlowSync`] SQLite store whose commits become
+/// durable up to `max_delay_us` after the previous one.
+pub async fn open_slow(dir: &std::path::Path, max_delay_us: u64) -> (Database, Arc<SyncControl>) {
+    let inner = SqlitePersistence::open(
+        dir,
+        SqliteOptions {
+            synchronous_full: false,
+            ..Default::default()
+        },
+    )
+    .expect("open sqlite");
+    let control = Arc::new(SyncControl {
+        taken: Default::default(),
+        durable: tokio::sync::watch::Sender::new(0),
+        held: tokio::sync::watch::Sender::new(false),
+        max_delay_us,
+    });
+    let store = Arc::new(SlowSync {
+        inner,
+        control: Arc::clone(&control),
+    });
+    let db = Database::open(
+        store,
+        schema(),
+        Arc::new(SystemClock),
+        SeededIds::new(7),
+        DatabaseOptions::default(),
+    )
+    .await
+    .expect("open database");
+    (db, control)
+}

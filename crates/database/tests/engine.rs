@@ -495,3 +495,57 @@ async fn a_single_node_logs_empty_write_sets_and_still_invalidates() {
     let e = db.commit(b).await.unwrap_err();
     assert_eq!(e.code(), ErrorCode::WriteConflict);
 }
+
+/// A group written but not yet durable (so not yet published to the
+/// subscriptions' write log) still conflicts with a later transaction that
+/// read what it wrote before it; and no caller hears of its commit before
+/// it is durable.
+#[tokio::test]
+async fn transactions_are_validated_against_groups_still_in_flight() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, sync) = common::open_slow(dir.path(), 1).await;
+    let mut tx = db.begin(true).await.unwrap();
+    let a = tx.insert("items", item("a", 1.0)).unwrap();
+    let b = tx.insert("items", item("b", 1.0)).unwrap();
+    db.commit(tx).await.unwrap();
+
+    // Reads `a` now, writes `b`; commits after `a` changed.
+    let mut reader = db.begin(true).await.unwrap();
+    reader.get(a).await.unwrap();
+    let mut p = BTreeMap::new();
+    p.insert("n".to_owned(), Some(Value::Float64(2.0)));
+    reader.patch(b, p.clone()).await.unwrap();
+
+    sync.hold(true);
+    let taken = sync.taken();
+    let published = db.latest_ts();
+    let mut writer = db.begin(true).await.unwrap();
+    writer.patch(a, p).await.unwrap();
+    let first = tokio::spawn({
+        let db = db.clone();
+        async move { db.commit(writer).await }
+    });
+    while sync.taken() == taken {
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+    // The writer's group is committed in the backend, not durable.
+    let second = tokio::spawn({
+        let db = db.clone();
+        async move { db.commit(reader).await }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    assert!(
+        !first.is_finished(),
+        "a commit was acknowledged before it was durable"
+    );
+    assert!(!second.is_finished());
+    assert_eq!(db.latest_ts(), published, "published before durable");
+
+    sync.hold(false);
+    first.await.unwrap().unwrap();
+    let err = second.await.unwrap().unwrap_err();
+    assert_eq!(err.code(), ErrorCode::WriteConflict);
+    let mut tx = db.begin(false).await.unwrap();
+    let b_now = tx.get(b).await.unwrap().unwrap();
+    assert_eq!(b_now.field("n"), Some(&Value::Float64(1.0)));
+}
