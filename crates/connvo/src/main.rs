@@ -78,6 +78,10 @@ enum DevAuth {
 enum SqliteSync {
     /// fsync every commit group (durable against power loss).
     Full,
+    /// As `full`, the fsync made by a thread of its own while the writer
+    /// commits the next group (shorter commit tails under heavy batched
+    /// ingest; reads wait for the sync of commits they would see).
+    Pipelined,
     /// fsync at checkpoints only (durable against process crashes).
     Normal,
 }
@@ -153,7 +157,9 @@ struct ServeArgs {
     /// Largest WebSocket message, in bytes.
     #[arg(long, env = "CONNVO_MAX_MESSAGE_BYTES", default_value_t = 1 << 20)]
     max_message_bytes: usize,
-    /// SQLite durability: `full` fsyncs each commit group; `normal` survives process crashes only.
+    /// SQLite durability: `full` fsyncs each commit group; `pipelined` too, from a
+    /// thread of its own while the next group is written; `normal` survives
+    /// process crashes only.
     #[arg(long, env = "CONNVO_SQLITE_SYNC", value_enum, default_value_t = SqliteSync::Full)]
     sqlite_sync: SqliteSync,
     /// Memory for the engine's read caches in MiB (decoded document versions
@@ -301,7 +307,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         None => SqlitePersistence::open(
             &args.data_dir,
             SqliteOptions {
-                synchronous_full: args.sqlite_sync == SqliteSync::Full,
+                synchronous_full: args.sqlite_sync != SqliteSync::Normal,
+                pipelined_sync: args.sqlite_sync == SqliteSync::Pipelined,
                 ..Default::default()
             },
         )

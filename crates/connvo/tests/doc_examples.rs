@@ -415,6 +415,7 @@ impl Harness {
             SqliteOptions {
                 synchronous_full: false,
                 read_pool_size: 4,
+                pipelined_sync: false,
             },
         )
         .map_err(|e| anyhow!("{e}"))?;

@@ -27,10 +27,29 @@ mod small_pool {
         let options = SqliteOptions {
             read_pool_size: 3,
             synchronous_full: false,
+            pipelined_sync: false,
         };
         let store = SqlitePersistence::open(dir.path(), options).expect("open");
         persistence::testing::with_guard(store, dir)
     }
 
     persistence::run_conformance_suite!(fresh_small_store);
+}
+
+/// The suite again with the WAL synced by the syncer thread
+/// (`pipelined_sync`): commits, snapshots and the commit log behave the same.
+mod pipelined {
+    use super::*;
+
+    async fn fresh_pipelined_store() -> Arc<dyn Persistence> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let options = SqliteOptions {
+            pipelined_sync: true,
+            ..SqliteOptions::default()
+        };
+        let store = SqlitePersistence::open(dir.path(), options).expect("open");
+        persistence::testing::with_guard(store, dir)
+    }
+
+    persistence::run_conformance_suite!(fresh_pipelined_store);
 }
