@@ -34,6 +34,10 @@ target/debug/connvo-bench load --spawn --meetings 3 --participants 2 \
 target/debug/connvo-bench load --spawn --meetings 3 --participants 2 \
   --transcript-rate 2 --transcript-batch 20 --duration 3 --warmup 1 \
   --json target/bench-smoke-batch.json
+# The same with the WAL synced by the syncer thread (--sqlite-sync pipelined).
+target/debug/connvo-bench load --spawn --sqlite-sync pipelined --meetings 3 --participants 2 \
+  --transcript-rate 2 --transcript-batch 20 --chat-rate 1 --duration 3 --warmup 1 \
+  --json target/bench-smoke-pipelined.json
 
 step "schemathesis against /openapi.json of a spawned server"
 CONNVO_BIN=target/debug/connvo ./scripts/schemathesis.sh

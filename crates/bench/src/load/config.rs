@@ -25,7 +25,8 @@ pub struct LoadArgs {
     /// With --spawn: the `connvo` binary (default: next to connvo-bench).
     #[arg(long)]
     pub connvo_bin: Option<PathBuf>,
-    /// With --spawn: SQLite durability passed to `connvo serve --sqlite-sync`.
+    /// With --spawn: SQLite durability passed to `connvo serve --sqlite-sync`
+    /// (`full`, `pipelined` or `normal`).
     #[arg(long, default_value = "full")]
     pub sqlite_sync: String,
     /// With --url: the server's data dir, whose dev key signs the tokens
@@ -148,8 +149,8 @@ impl LoadArgs {
         if !(self.warmup.is_finite() && self.warmup >= 0.0) {
             anyhow::bail!("--warmup must be non-negative");
         }
-        if !matches!(self.sqlite_sync.as_str(), "full" | "normal") {
-            anyhow::bail!("--sqlite-sync must be full or normal");
+        if !matches!(self.sqlite_sync.as_str(), "full" | "pipelined" | "normal") {
+            anyhow::bail!("--sqlite-sync must be full, pipelined or normal");
         }
         Ok(())
     }
