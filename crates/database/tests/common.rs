@@ -84,12 +84,20 @@ pub struct SyncControl {
     held: tokio::sync::watch::Sender<bool>,
     /// Each commit becomes durable up to this long after the one before.
     max_delay_us: u64,
+    /// While `true`, syncs fail (the commit's `Durable` yields an error).
+    failing: std::sync::atomic::AtomicBool,
 }
 
 impl SyncControl {
     /// Holds (or releases) durability.
     pub fn hold(&self, held: bool) {
         self.held.send_replace(held);
+    }
+
+    /// Makes the syncs that finish from now on fail (or succeed again).
+    pub fn fail_syncs(&self, failing: bool) {
+        self.failing
+            .store(failing, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// How many commits the backend has received.
@@ -213,6 +221,9 @@ impl persistence::WriteTxn for SlowTxn {
             x ^= x >> 31;
             let delay = x % control.max_delay_us.max(1);
             tokio::time::sleep(std::time::Duration::from_micros(delay)).await;
+            if control.failing.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(errors::Error::internal("test: the sync failed"));
+            }
             // In order: this future runs only after the previous commit's.
             control.durable.send_modify(|d| *d = (*d).max(seq));
             Ok(())
@@ -236,6 +247,7 @@ pub async fn open_slow(dir: &std::path::Path, max_delay_us: u64) -> (Database, A
         durable: tokio::sync::watch::Sender::new(0),
         held: tokio::sync::watch::Sender::new(false),
         max_delay_us,
+        failing: Default::default(),
     });
     let store = Arc::new(SlowSync {
         inner,

@@ -549,3 +549,32 @@ async fn transactions_are_validated_against_groups_still_in_flight() {
     let b_now = tx.get(b).await.unwrap().unwrap();
     assert_eq!(b_now.field("n"), Some(&Value::Float64(1.0)));
 }
+
+/// A group whose sync fails is answered with the error, not left hanging,
+/// and never published (no subscriber or cache learns of it).
+#[tokio::test]
+async fn a_group_that_fails_to_become_durable_is_answered_with_the_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, sync) = common::open_slow(dir.path(), 1).await;
+    let published = db.latest_ts();
+    sync.hold(true);
+    let mut tx = db.begin(true).await.unwrap();
+    tx.insert("items", item("a", 1.0)).unwrap();
+    let taken = sync.taken();
+    let commit = tokio::spawn({
+        let db = db.clone();
+        async move { db.commit(tx).await }
+    });
+    while sync.taken() == taken {
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+    sync.fail_syncs(true);
+    sync.hold(false);
+    let err = tokio::time::timeout(std::time::Duration::from_secs(5), commit)
+        .await
+        .expect("the caller was never answered")
+        .unwrap()
+        .unwrap_err();
+    assert!(err.message().contains("the sync failed"), "{err}");
+    assert_eq!(db.latest_ts(), published, "a failed group was published");
+}
