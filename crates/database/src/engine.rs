@@ -15,21 +15,24 @@
 //!    earlier in this group — wrote a key inside its read set;
 //! 3. give each survivor the next timestamp and write its documents, index
 //!    entries and commit-log entry;
-//! 4. commit the group with one backend commit, in order, *without* waiting
-//!    for it to be durable ([`persistence::WriteTxn::commit_pipelined`]),
-//!    hand it to the publisher task, and go on with the next group;
-//! 5. the publisher waits, group by group, until each is durable (SQLite:
-//!    one WAL fsync covers every group committed before it began), then
+//! 4. commit the group with one backend commit, in order
+//!    ([`persistence::WriteTxn::commit_pipelined`]), hand it to the
+//!    publisher task, and go on with the next group;
+//! 5. the publisher waits, group by group, until each is durable, then
 //!    publishes each commit's write set to the [`SubscriptionManager`] in
 //!    timestamp order and answers the callers.
 //!
 //! So a caller hears "committed" only after its writes are durable and every
 //! affected subscription has been invalidated (read-your-writes for live
-//! queries); the cost of an fsync is shared by everything that queued up
-//! meanwhile, and the writer works on the next group while it runs. The
-//! backend shows no snapshot a commit before it is durable, so nothing is
-//! read that a crash could take back; validation checks the groups still in
-//! flight (written, not yet published) itself.
+//! queries), and the cost of an fsync is shared by everything that queued up
+//! meanwhile. On PostgreSQL and default SQLite a commit is durable when the
+//! backend commit returns, so step 5 only takes publishing off the
+//! committer's path; with SQLite's `pipelined_sync` the backend commit
+//! returns before the WAL fsync (one fsync covers every group committed
+//! before it began) and the committer writes the next group while it runs.
+//! The backend shows no snapshot a commit before it is durable, so nothing
+//! is read that a crash could take back; validation checks the groups still
+//! in flight (written, not yet published) itself.
 //!
 //! A conflicting request gets `WRITE_CONFLICT`; the function runtime retries
 //! the whole mutation at a fresh snapshot.
@@ -590,8 +593,10 @@ struct Written {
 /// The publisher waits for each group to be durable, in order, then
 /// publishes it to the subscriptions and answers its callers. So a caller
 /// still hears "committed" only once its writes are durable and published,
-/// but the single writer no longer idles through each fsync (at 20,000
-/// durable writes/s that was half its busy time).
+/// but the committer no longer publishes, and with a backend whose commit
+/// returns before its sync (SQLite's `pipelined_sync`) no longer idles
+/// through each fsync either (at 20,000 durable writes/s that was half its
+/// busy time).
 ///
 /// A group written but not yet published is *in flight*: requests of later
 /// groups are validated against its write sets too (the subscriptions'
