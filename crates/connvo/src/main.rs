@@ -80,7 +80,7 @@ enum SqliteSync {
     Full,
     /// As `full`, the fsync made by a thread of its own while the writer
     /// commits the next group (shorter commit tails under heavy batched
-    /// ingest; reads wait for the sync of commits they would see).
+    /// ingest; results wait for the sync of commits they read).
     Pipelined,
     /// fsync at checkpoints only (durable against process crashes).
     Normal,

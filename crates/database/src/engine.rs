@@ -138,6 +138,12 @@ struct Inner {
     subscriptions: Arc<SubscriptionManager>,
     commits: mpsc::Sender<Pending>,
     log_write_sets: bool,
+    /// The newest timestamp the committer has handed to the backend, set
+    /// before its backend commit (so no snapshot can show a newer one).
+    written: Arc<std::sync::atomic::AtomicU64>,
+    /// Set by the publisher when a group failed to become durable: what
+    /// waits for publication gets this error instead of waiting forever.
+    failed: watch::Receiver<Option<Error>>,
 }
 
 /// The transactional document engine. Cheap to clone.
@@ -176,6 +182,8 @@ impl Database {
         let subscriptions = SubscriptionManager::new(latest, options.write_log);
         env.cache.attach_log(Arc::clone(&subscriptions));
         let (tx, rx) = mpsc::channel(options.queue_capacity.max(1));
+        let written = Arc::new(std::sync::atomic::AtomicU64::new(latest.0));
+        let (failed_tx, failed) = watch::channel(None);
         let committer = run_committer(
             Arc::clone(&persistence),
             Arc::clone(&subscriptions),
@@ -184,6 +192,8 @@ impl Database {
             rx,
             latest,
             options.max_group.max(1),
+            Arc::clone(&written),
+            failed_tx,
         );
         // On the shared runtime, not a thread of its own: under load a woken
         // committer waits behind the socket and query tasks, and the commits
@@ -199,6 +209,8 @@ impl Database {
                 subscriptions,
                 commits: tx,
                 log_write_sets: options.log_write_sets,
+                written,
+                failed,
             }),
         })
     }
@@ -231,6 +243,37 @@ impl Database {
     /// The newest commit published to subscriptions.
     pub fn latest_ts(&self) -> Timestamp {
         self.inner.subscriptions.processed_ts()
+    }
+
+    /// Waits until what a read at a snapshot of timestamp `ts` saw may leave
+    /// the server: every commit up to `ts` is durable (and published). A
+    /// no-op unless the backend shows commits before they are durable
+    /// ([`Persistence::reads_precede_durability`]); fails if a group failed
+    /// to become durable. Every query and mutation result goes through this
+    /// (the function runtime), and live query results are sent only at a
+    /// published timestamp anyway.
+    pub async fn wait_published(&self, ts: Timestamp) -> Result<()> {
+        if !self.inner.persistence.reads_precede_durability()
+            || self.inner.subscriptions.processed_ts() >= ts
+        {
+            return Ok(());
+        }
+        let mut failed = self.inner.failed.clone();
+        tokio::select! {
+            () = self.inner.subscriptions.wait_processed(ts) => Ok(()),
+            changed = failed.wait_for(Option::is_some) => match changed {
+                Ok(e) => Err(e.clone().unwrap_or_else(|| Error::internal("commit failed"))),
+                Err(_) => Err(Error::internal("the committer has stopped")),
+            },
+        }
+    }
+
+    /// [`Database::wait_published`] for whatever a read that began before
+    /// now may have seen (when its snapshot's timestamp is not at hand):
+    /// waits for every commit handed to the backend so far.
+    pub async fn wait_published_now(&self) -> Result<()> {
+        let written = Timestamp(self.inner.written.load(std::sync::atomic::Ordering::SeqCst));
+        self.wait_published(written).await
     }
 
     /// Opens a read snapshot of the newest committed state.
@@ -602,6 +645,9 @@ struct Written {
 /// groups are validated against its write sets too (the subscriptions'
 /// write log does not hold them yet), for every in-flight commit newer than
 /// the request's snapshot.
+// The committer's shared state, each piece with its own role; bundling them
+// in a struct would only rename the arguments.
+#[allow(clippy::too_many_arguments)]
 async fn run_committer(
     persistence: Arc<dyn Persistence>,
     subscriptions: Arc<SubscriptionManager>,
@@ -610,6 +656,8 @@ async fn run_committer(
     mut rx: mpsc::Receiver<Pending>,
     mut last_ts: Timestamp,
     max_group: usize,
+    written: Arc<std::sync::atomic::AtomicU64>,
+    failed: watch::Sender<Option<Error>>,
 ) {
     let (publish, to_publish) = mpsc::channel(PIPELINE_DEPTH);
     let (handled_tx, handled) = watch::channel(last_ts);
@@ -618,6 +666,7 @@ async fn run_committer(
         cache,
         to_publish,
         handled_tx,
+        failed,
     ));
     let mut in_flight: VecDeque<InFlight> = VecDeque::new();
     let mut group: Vec<Pending> = Vec::with_capacity(max_group);
@@ -635,19 +684,20 @@ async fn run_committer(
         while in_flight.front().is_some_and(|(ts, _, _)| *ts <= published) {
             in_flight.pop_front();
         }
-        let written = write_group(
+        let outcome = write_group(
             &*persistence,
             &subscriptions,
             &*clock,
             &mut last_ts,
             &mut in_flight,
             handled.clone(),
+            &written,
             std::mem::replace(&mut group, Vec::with_capacity(max_group)),
         )
         .await;
         metrics::histogram!("connvo_commit_group_size").record(size as f64);
-        if let Some(written) = written
-            && publish.send(written).await.is_err()
+        if let Some(outcome) = outcome
+            && publish.send(outcome).await.is_err()
         {
             break;
         }
@@ -657,6 +707,7 @@ async fn run_committer(
 
 /// Validates, stamps and writes one group and commits it in order; `None`
 /// if the group failed (its callers have their error then).
+#[allow(clippy::too_many_arguments)]
 async fn write_group(
     persistence: &dyn Persistence,
     subscriptions: &SubscriptionManager,
@@ -664,6 +715,7 @@ async fn write_group(
     last_ts: &mut Timestamp,
     in_flight: &mut VecDeque<InFlight>,
     mut handled: watch::Receiver<Timestamp>,
+    written: &std::sync::atomic::AtomicU64,
     mut group: Vec<Pending>,
 ) -> Option<Written> {
     let started = Instant::now();
@@ -746,6 +798,9 @@ async fn write_group(
             // Nothing written: dropping `wtx` rolls it back.
             return Ok((Durable::done(), committing));
         }
+        // Before the backend commit: a snapshot that can show the group
+        // begins after this (see `Database::wait_published_now`).
+        written.fetch_max(last_ts.0, std::sync::atomic::Ordering::SeqCst);
         let durable = wtx.commit_pipelined().await?;
         metrics::histogram!("connvo_commit_phase_seconds", "phase" => "commit")
             .record(committing.elapsed().as_secs_f64());
@@ -786,6 +841,7 @@ async fn run_publisher(
     cache: Arc<ReadCache>,
     mut groups: mpsc::Receiver<Written>,
     handled: watch::Sender<Timestamp>,
+    failed: watch::Sender<Option<Error>>,
 ) {
     while let Some(written) = groups.recv().await {
         let Written {
@@ -829,6 +885,7 @@ async fn run_publisher(
                 // The backend failed to make the group durable (it refuses
                 // every later commit too, see `WriteTxn::commit_pipelined`).
                 tracing::error!(error = %e, "group commit failed to become durable");
+                failed.send_replace(Some(e.clone()));
                 for pending in group.drain(..) {
                     let _ = pending.reply.send(Err(e.clone()));
                 }

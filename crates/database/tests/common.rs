@@ -113,8 +113,9 @@ impl SyncControl {
 
 /// A store whose commits become durable late (after a pseudo-random delay,
 /// or when released), keeping the backend contract of
-/// `WriteTxn::commit_pipelined`: in order, and unseen by snapshots until
-/// durable. Exercises the engine's pipeline (groups in flight).
+/// `WriteTxn::commit_pipelined`: in order; snapshots may show them before
+/// (`reads_precede_durability`), `latest_ts` does not. Exercises the
+/// engine's pipeline (groups in flight) and `Database::wait_published`.
 pub struct SlowSync {
     inner: Arc<dyn persistence::Persistence>,
     control: Arc<SyncControl>,
@@ -132,9 +133,11 @@ impl persistence::Persistence for SlowSync {
     }
 
     async fn snapshot(&self) -> errors::Result<Arc<dyn persistence::Snapshot>> {
-        let s = self.inner.snapshot().await?;
-        self.control.wait_durable(self.control.taken()).await;
-        Ok(s)
+        self.inner.snapshot().await
+    }
+
+    fn reads_precede_durability(&self) -> bool {
+        true
     }
 
     async fn begin_write(&self) -> errors::Result<Box<dyn persistence::WriteTxn>> {

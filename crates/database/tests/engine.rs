@@ -496,6 +496,24 @@ async fn a_single_node_logs_empty_write_sets_and_still_invalidates() {
     assert_eq!(e.code(), ErrorCode::WriteConflict);
 }
 
+/// Commits `tx` in a task and returns once its group has reached the backend
+/// (`taken` is the store's commit count before it; durability held).
+async fn commit_in_flight(
+    db: &database::Database,
+    sync: &common::SyncControl,
+    taken: u64,
+    tx: database::Transaction,
+) -> tokio::task::JoinHandle<errors::Result<persistence::Timestamp>> {
+    let commit = tokio::spawn({
+        let db = db.clone();
+        async move { db.commit(tx).await }
+    });
+    while sync.taken() == taken {
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+    commit
+}
+
 /// A group written but not yet durable (so not yet published to the
 /// subscriptions' write log) still conflicts with a later transaction that
 /// read what it wrote before it; and no caller hears of its commit before
@@ -521,13 +539,7 @@ async fn transactions_are_validated_against_groups_still_in_flight() {
     let published = db.latest_ts();
     let mut writer = db.begin(true).await.unwrap();
     writer.patch(a, p).await.unwrap();
-    let first = tokio::spawn({
-        let db = db.clone();
-        async move { db.commit(writer).await }
-    });
-    while sync.taken() == taken {
-        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
-    }
+    let first = commit_in_flight(&db, &sync, taken, writer).await;
     // The writer's group is committed in the backend, not durable.
     let second = tokio::spawn({
         let db = db.clone();
@@ -561,13 +573,7 @@ async fn a_group_that_fails_to_become_durable_is_answered_with_the_error() {
     let mut tx = db.begin(true).await.unwrap();
     tx.insert("items", item("a", 1.0)).unwrap();
     let taken = sync.taken();
-    let commit = tokio::spawn({
-        let db = db.clone();
-        async move { db.commit(tx).await }
-    });
-    while sync.taken() == taken {
-        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
-    }
+    let commit = commit_in_flight(&db, &sync, taken, tx).await;
     sync.fail_syncs(true);
     sync.hold(false);
     let err = tokio::time::timeout(std::time::Duration::from_secs(5), commit)
@@ -577,4 +583,68 @@ async fn a_group_that_fails_to_become_durable_is_answered_with_the_error() {
         .unwrap_err();
     assert!(err.message().contains("the sync failed"), "{err}");
     assert_eq!(db.latest_ts(), published, "a failed group was published");
+}
+
+/// A snapshot may show a group that is not durable yet; what is read there
+/// is held back (`wait_published`) until it is.
+#[tokio::test]
+async fn reads_of_a_group_in_flight_are_held_back_until_it_is_durable() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, sync) = common::open_slow(dir.path(), 1).await;
+    sync.hold(true);
+    let taken = sync.taken();
+    let mut tx = db.begin(true).await.unwrap();
+    let id = tx.insert("items", item("a", 1.0)).unwrap();
+    let commit = commit_in_flight(&db, &sync, taken, tx).await;
+    let mut reader = db.begin(false).await.unwrap();
+    assert!(
+        reader.get(id).await.unwrap().is_some(),
+        "the snapshot shows the group"
+    );
+    let read_at = reader.ts();
+    let held = tokio::spawn({
+        let db = db.clone();
+        async move { db.wait_published(read_at).await }
+    });
+    let now = tokio::spawn({
+        let db = db.clone();
+        async move { db.wait_published_now().await }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    assert!(
+        !held.is_finished(),
+        "a read of an undurable group was let out"
+    );
+    assert!(!now.is_finished());
+    sync.hold(false);
+    let ts = commit.await.unwrap().unwrap();
+    assert_eq!(ts, read_at);
+    held.await.unwrap().unwrap();
+    now.await.unwrap().unwrap();
+}
+
+/// When a group fails to become durable, what waits for it to be published
+/// gets the error.
+#[tokio::test]
+async fn waiting_for_a_group_that_failed_to_become_durable_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, sync) = common::open_slow(dir.path(), 1).await;
+    sync.hold(true);
+    let taken = sync.taken();
+    let mut tx = db.begin(true).await.unwrap();
+    tx.insert("items", item("a", 1.0)).unwrap();
+    let commit = commit_in_flight(&db, &sync, taken, tx).await;
+    let waiting = tokio::spawn({
+        let db = db.clone();
+        async move { db.wait_published_now().await }
+    });
+    sync.fail_syncs(true);
+    sync.hold(false);
+    assert!(commit.await.unwrap().is_err());
+    let err = tokio::time::timeout(std::time::Duration::from_secs(5), waiting)
+        .await
+        .expect("a waiter was left hanging")
+        .unwrap()
+        .unwrap_err();
+    assert!(err.message().contains("the sync failed"), "{err}");
 }

@@ -20,14 +20,18 @@
 //! when it rewinds, so a frame a restart overwrites is already in the
 //! synced database file.
 //!
-//! The invariant that makes this invisible to users: **nothing reads a
-//! commit before it is durable.** Each write transaction takes a *commit
-//! sequence number* before its `COMMIT`; a snapshot (or `latest_ts`,
-//! `commits_after`) notes the newest number taken after its first read and
-//! waits until that one is durable before answering. A snapshot may thus
-//! wait for a commit it does not see — at most one sync. Later write
-//! transactions do see un-synced commits, which is harmless: their own sync
-//! comes after and covers both.
+//! The invariant that makes this invisible to users: **nothing read leaves
+//! the server before the commits it saw are durable.** Snapshots may show a
+//! commit whose sync is still running (`Persistence::reads_precede_durability`
+//! says so); the engine holds every query and mutation result back until
+//! its snapshot's timestamp is published, which happens only after the
+//! sync (`Database::wait_published`), and live query results are sent only
+//! at published timestamps. The store's own `latest_ts` and `commits_after`
+//! wait here instead: each write transaction takes a *commit sequence
+//! number* before its `COMMIT`, and they note the newest number taken after
+//! their read and wait until it is synced. Later write transactions see
+//! unsynced commits too, which is harmless: their own sync comes after and
+//! covers both.
 //!
 //! A failed sync leaves the file's state unknown (Linux may drop the dirty
 //! pages it could not write), so the store *fails*: every waiting and later
@@ -35,9 +39,10 @@
 //! (which replays the WAL from disk) recovers. PostgreSQL treats a failed
 //! fsync the same way.
 //!
-//! The price is that readers wait: at 1,000 small commits/s nearly every
-//! snapshot opens while some commit awaits its sync (query p95 0.3 → ~10 ms,
-//! measured 2026-11-25), so pipelining is an option for heavy batched
+//! The price is that results wait for a sync: at 1,000 small commits/s
+//! most query re-runs see some commit whose sync is still running (delivery
+//! p95 0.3 → ~2 ms, measured 2026-11-25; with snapshots themselves waiting,
+//! as first built, ~10 ms), so pipelining is an option for heavy batched
 //! ingest, not the default. (Opening readers at the newest *synced* state
 //! with SQLite's snapshot API instead was tried and measured worse: readers
 //! at many different WAL positions contend for SQLite's few read marks;
@@ -84,7 +89,7 @@ pub(crate) struct Durability {
     /// Wakes the syncer when a commit finishes or the store stops.
     wake: Condvar,
     durable: watch::Sender<Durable>,
-    /// Whether commits wait for the syncer (`synchronous_full`).
+    /// Whether commits wait for the syncer (`pipelined_sync`).
     synced: bool,
     /// Only tests set it: they hold the syncer to observe un-synced commits.
     held: std::sync::atomic::AtomicBool,
@@ -101,6 +106,12 @@ impl Durability {
             synced,
             held: Default::default(),
         })
+    }
+
+    /// Whether commits are synced by the syncer (and snapshots may show
+    /// unsynced ones).
+    pub(crate) fn is_synced(&self) -> bool {
+        self.synced
     }
 
     /// Whether a test holds the syncer.

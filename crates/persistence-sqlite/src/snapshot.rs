@@ -2,8 +2,9 @@
 //!
 //! Opening a snapshot runs `BEGIN` (deferred) and then reads `max_ts`; that
 //! first statement is what makes SQLite pin the WAL read mark, so every later
-//! read on the connection sees exactly the commit `max_ts` belongs to. It is
-//! handed out only once that commit is durable (the `durability` module). The
+//! read on the connection sees exactly the commit `max_ts` belongs to (with
+//! the WAL syncer, possibly before that commit is synced; the engine waits
+//! for it before anything read here leaves the server). The
 //! transaction ends (and the connection returns to the pool) when the last
 //! `Arc` of the snapshot drops. Long-lived snapshots keep the WAL from being
 //! checkpointed past their read mark, so callers should not hoard them.
@@ -35,9 +36,8 @@ pub(crate) struct SqliteSnapshot {
 }
 
 impl SqliteSnapshot {
-    /// Borrows a read connection (waiting if the pool is exhausted), starts
-    /// its read transaction and waits until every commit it can see is
-    /// durable (see the `durability` module).
+    /// Borrows a read connection (waiting if the pool is exhausted) and
+    /// starts its read transaction (refused once a WAL sync failed).
     pub(crate) async fn open(pool: &Arc<ReadPool>, durability: &Durability) -> Result<Self> {
         let pooled = pool.checkout().await?;
         let ts = {
@@ -48,9 +48,10 @@ impl SqliteSnapshot {
             // If this fails, dropping `pooled` rolls the transaction back.
             read::max_ts(conn)?
         };
-        // After the first read: no commit the snapshot sees is numbered
-        // above this.
-        durability.wait_visible().await?;
+        // With the syncer the snapshot may show commits not yet synced
+        // (`Persistence::reads_precede_durability`): the engine holds back
+        // what is read here until they are. A failed store reads nothing.
+        durability.check()?;
         Ok(Self {
             ts,
             conn: Mutex::new(pooled),

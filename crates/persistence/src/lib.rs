@@ -187,6 +187,15 @@ pub trait Persistence: Send + Sync + 'static {
     /// Opens a consistent read snapshot of the newest committed state.
     async fn snapshot(&self) -> Result<Arc<dyn Snapshot>>;
 
+    /// Whether a snapshot may show a commit whose [`Durable`] has not
+    /// resolved yet (see [`WriteTxn::commit_pipelined`]). The engine then
+    /// holds back what it read at such a snapshot until those commits are
+    /// durable. `false` (the default): every commit a snapshot shows is
+    /// durable.
+    fn reads_precede_durability(&self) -> bool {
+        false
+    }
+
     /// Takes the global write lock and opens a write transaction.
     async fn begin_write(&self) -> Result<Box<dyn WriteTxn>>;
 
@@ -280,10 +289,11 @@ pub trait WriteTxn: Send {
     /// caller can write its next group while this one syncs.
     ///
     /// Until the [`Durable`] resolves, the writes are visible to later
-    /// write transactions (whose own durability implies this one's) but to
-    /// no [`Snapshot`], [`Persistence::latest_ts`] or
-    /// [`Persistence::commits_after`] of the store: nothing reads what a
-    /// crash could still take back. If the sync fails the [`Durable`]
+    /// write transactions (whose own durability implies this one's), to
+    /// snapshots only if [`Persistence::reads_precede_durability`] says so
+    /// (and then the caller must not let what it read escape before they
+    /// are durable), and never to [`Persistence::latest_ts`] or
+    /// [`Persistence::commits_after`]. If the sync fails the [`Durable`]
     /// yields the error, and so does every later write's.
     ///
     /// The default commits fully and returns a resolved [`Durable`].

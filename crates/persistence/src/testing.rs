@@ -148,6 +148,10 @@ impl<G: Send + Sync + 'static> Persistence for Guarded<G> {
         self.store.snapshot().await
     }
 
+    fn reads_precede_durability(&self) -> bool {
+        self.store.reads_precede_durability()
+    }
+
     async fn begin_write(&self) -> Result<Box<dyn WriteTxn>> {
         self.store.begin_write().await
     }

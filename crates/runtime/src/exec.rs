@@ -309,6 +309,12 @@ impl Runtime {
                 (guard.tx.read_set().clone(), guard.journal_out.clone())
             }
         };
+        // Nothing read at `ts` leaves before the commits it saw are durable
+        // (see `Database::wait_published`).
+        let result = match self.inner.db.wait_published(ts).await {
+            Ok(()) => result,
+            Err(e) => Err(e),
+        };
         record_metrics(spec, started, result.is_ok());
         self.report_denial(spec, &identity_for_hook, &result);
         QueryOutcome {
@@ -340,7 +346,32 @@ impl Runtime {
         outcome
     }
 
+    /// [`Runtime::run_mutation`] without metrics: the attempts, then the
+    /// wait until nothing the mutation read is still undurable (see
+    /// `Database::wait_published`; a committed mutation's own commit is
+    /// published already, so only failures and read-only results wait).
     pub(crate) async fn run_mutation_inner(
+        &self,
+        spec: &FunctionSpec,
+        args: Value,
+        identity: Option<Arc<Identity>>,
+        session: Option<SessionRequest>,
+        job: Option<&crate::scheduler::JobRun>,
+    ) -> MutationOutcome {
+        let mut outcome = self
+            .run_mutation_attempts(spec, args, identity, session, job)
+            .await;
+        let published = match outcome.ts {
+            Some(ts) => self.inner.db.wait_published(ts).await,
+            None => self.inner.db.wait_published_now().await,
+        };
+        if let Err(e) = published {
+            outcome.result = Err(e);
+        }
+        outcome
+    }
+
+    async fn run_mutation_attempts(
         &self,
         spec: &FunctionSpec,
         args: Value,
