@@ -64,10 +64,12 @@
 //! invariant.
 
 use std::collections::{HashSet, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use errors::{Error, ErrorCode, Result};
+use parking_lot::Mutex;
 use persistence::{
     CommitRecord, DocumentWrite, Durable, IndexId, IndexMeta, IndexWrite, KeyRange, Order,
     Persistence, Snapshot, Timestamp,
@@ -78,7 +80,7 @@ use values::DocumentId;
 
 use crate::cache::{ReadCache, ReadCacheLimits};
 use crate::document::{Document, IndexKey, index_keys};
-use crate::readset::{ReadProbe, WriteFilter, WriteSet, WrittenKey};
+use crate::readset::{ReadProbe, ReadSet, WriteFilter, WriteSet, WrittenKey};
 use crate::schema::{BY_ID, IndexKind, Schema};
 use crate::subscriptions::{SubscriptionManager, WriteLogLimits};
 use crate::transaction::{CommitRequest, PendingWrite, Transaction, TxEnv};
@@ -138,9 +140,8 @@ struct Inner {
     subscriptions: Arc<SubscriptionManager>,
     commits: mpsc::Sender<Pending>,
     log_write_sets: bool,
-    /// The newest timestamp the committer has handed to the backend, set
-    /// before its backend commit (so no snapshot can show a newer one).
-    written: Arc<std::sync::atomic::AtomicU64>,
+    /// What the committer has handed to the backend and not yet published.
+    handed: Arc<Handed>,
     /// Set by the publisher when a group failed to become durable: what
     /// waits for publication gets this error instead of waiting forever.
     failed: watch::Receiver<Option<Error>>,
@@ -182,7 +183,7 @@ impl Database {
         let subscriptions = SubscriptionManager::new(latest, options.write_log);
         env.cache.attach_log(Arc::clone(&subscriptions));
         let (tx, rx) = mpsc::channel(options.queue_capacity.max(1));
-        let written = Arc::new(std::sync::atomic::AtomicU64::new(latest.0));
+        let handed = Arc::new(Handed::new(latest, persistence.reads_precede_durability()));
         let (failed_tx, failed) = watch::channel(None);
         let committer = run_committer(
             Arc::clone(&persistence),
@@ -192,7 +193,7 @@ impl Database {
             rx,
             latest,
             options.max_group.max(1),
-            Arc::clone(&written),
+            Arc::clone(&handed),
             failed_tx,
         );
         // On the shared runtime, not a thread of its own: under load a woken
@@ -209,7 +210,7 @@ impl Database {
                 subscriptions,
                 commits: tx,
                 log_write_sets: options.log_write_sets,
-                written,
+                handed,
                 failed,
             }),
         })
@@ -272,8 +273,29 @@ impl Database {
     /// now may have seen (when its snapshot's timestamp is not at hand):
     /// waits for every commit handed to the backend so far.
     pub async fn wait_published_now(&self) -> Result<()> {
-        let written = Timestamp(self.inner.written.load(std::sync::atomic::Ordering::SeqCst));
+        let written = Timestamp(self.inner.handed.written.load(Ordering::SeqCst));
         self.wait_published(written).await
+    }
+
+    /// [`Database::wait_published`] for a read at a snapshot of timestamp
+    /// `ts` that read `read_set`, waiting only for the commits it could
+    /// have seen *and* that wrote into its read set. Returns the timestamp
+    /// to report the result at: the newest commit it waited for, or the
+    /// newest published one if none — its value there is the same as at
+    /// `ts`, since nothing in between touched what it read. So a result
+    /// does not queue behind in-flight groups it did not read from
+    /// (queries of other meetings, say), which near saturation is most of
+    /// them. Same guarantees otherwise: nothing undurable leaves, and a
+    /// failed group fails the reads that depend on it.
+    pub async fn settle_read(&self, ts: Timestamp, read_set: &ReadSet) -> Result<Timestamp> {
+        if !self.inner.persistence.reads_precede_durability()
+            || self.inner.subscriptions.processed_ts() >= ts
+        {
+            return Ok(ts);
+        }
+        let need = self.inner.handed.newest_read(ts, read_set);
+        self.wait_published(need).await?;
+        Ok(need)
     }
 
     /// Opens a read snapshot of the newest committed state.
@@ -615,6 +637,91 @@ const PIPELINE_DEPTH: usize = 8;
 /// committer validates later transactions against it.
 type InFlight = (Timestamp, Arc<WriteSet>, WriteFilter);
 
+/// What the committer has handed to the backend, shared with readers.
+struct Handed {
+    /// The newest timestamp handed to the backend, set before its commit
+    /// (so no snapshot can show a newer commit of this node's).
+    written: AtomicU64,
+    /// Whether `state.commits` is kept: only when snapshots may show
+    /// commits before they are durable.
+    track: bool,
+    state: Mutex<HandedState>,
+}
+
+#[derive(Default)]
+struct HandedState {
+    /// Every commit up to this is published (or another node's, applied).
+    published: Timestamp,
+    /// This node's commits newer than `published`, handed to the backend
+    /// before it committed them, oldest first.
+    commits: VecDeque<InFlight>,
+}
+
+impl Handed {
+    fn new(latest: Timestamp, track: bool) -> Self {
+        Self {
+            written: AtomicU64::new(latest.0),
+            track,
+            state: Mutex::new(HandedState {
+                published: latest,
+                commits: VecDeque::new(),
+            }),
+        }
+    }
+
+    /// Called before the backend commit of a group whose newest commit is `newest`.
+    fn hand(&self, accepted: &[InFlight], newest: Timestamp) {
+        if self.track {
+            self.state.lock().commits.extend(accepted.iter().cloned());
+        }
+        self.written.fetch_max(newest.0, Ordering::SeqCst);
+    }
+
+    /// Forgets commits newer than `before`: their group failed to commit.
+    fn withdraw(&self, before: Timestamp) {
+        if self.track {
+            let mut state = self.state.lock();
+            while state.commits.back().is_some_and(|(ts, _, _)| *ts > before) {
+                state.commits.pop_back();
+            }
+        }
+    }
+
+    /// Everything up to `ts` is published.
+    fn published(&self, ts: Timestamp) {
+        if self.track {
+            let mut state = self.state.lock();
+            state.published = state.published.max(ts);
+            while state.commits.front().is_some_and(|(t, _, _)| *t <= ts) {
+                state.commits.pop_front();
+            }
+        }
+    }
+
+    /// The newest commit a read at snapshot `ts` of `read_set` depends on
+    /// that may not be published yet (see [`Database::settle_read`]): the
+    /// newest commit up to `ts` that wrote into the read set, else the
+    /// newest published one. `ts` itself when the commits up to it are
+    /// not all this node's own, known ones.
+    fn newest_read(&self, ts: Timestamp, read_set: &ReadSet) -> Timestamp {
+        if !self.track || ts.0 > self.written.load(Ordering::SeqCst) {
+            return ts;
+        }
+        let state = self.state.lock();
+        if state.published >= ts {
+            return ts;
+        }
+        let probe = read_set.probe();
+        state
+            .commits
+            .iter()
+            .rev()
+            .filter(|(t, _, _)| *t <= ts)
+            .find(|(_, ws, filter)| read_set.overlaps_filtered(&probe, ws, filter))
+            .map_or(state.published, |(t, _, _)| *t)
+    }
+}
+
 /// A group committed in order, on its way to durable and published.
 struct Written {
     group: Vec<Pending>,
@@ -656,7 +763,7 @@ async fn run_committer(
     mut rx: mpsc::Receiver<Pending>,
     mut last_ts: Timestamp,
     max_group: usize,
-    written: Arc<std::sync::atomic::AtomicU64>,
+    handed: Arc<Handed>,
     failed: watch::Sender<Option<Error>>,
 ) {
     let (publish, to_publish) = mpsc::channel(PIPELINE_DEPTH);
@@ -666,6 +773,7 @@ async fn run_committer(
         cache,
         to_publish,
         handled_tx,
+        Arc::clone(&handed),
         failed,
     ));
     let mut in_flight: VecDeque<InFlight> = VecDeque::new();
@@ -691,7 +799,7 @@ async fn run_committer(
             &mut last_ts,
             &mut in_flight,
             handled.clone(),
-            &written,
+            &handed,
             std::mem::replace(&mut group, Vec::with_capacity(max_group)),
         )
         .await;
@@ -715,7 +823,7 @@ async fn write_group(
     last_ts: &mut Timestamp,
     in_flight: &mut VecDeque<InFlight>,
     mut handled: watch::Receiver<Timestamp>,
-    written: &std::sync::atomic::AtomicU64,
+    handed: &Handed,
     mut group: Vec<Pending>,
 ) -> Option<Written> {
     let started = Instant::now();
@@ -747,6 +855,7 @@ async fn write_group(
                     subscriptions.apply(entry.ts, Arc::new(WriteSet::decode(&entry.log)?));
                 }
             }
+            handed.published(latest);
             *last_ts = latest;
         }
         // Wall time per phase, summed over the group (`validate` includes
@@ -799,8 +908,9 @@ async fn write_group(
             return Ok((Durable::done(), committing));
         }
         // Before the backend commit: a snapshot that can show the group
-        // begins after this (see `Database::wait_published_now`).
-        written.fetch_max(last_ts.0, std::sync::atomic::Ordering::SeqCst);
+        // begins after this (see `Database::wait_published_now` and
+        // `Database::settle_read`).
+        handed.hand(&accepted, *last_ts);
         let durable = wtx.commit_pipelined().await?;
         metrics::histogram!("connvo_commit_phase_seconds", "phase" => "commit")
             .record(committing.elapsed().as_secs_f64());
@@ -824,6 +934,7 @@ async fn write_group(
             // Nothing of the group was committed: its timestamps are reused.
             tracing::error!(error = %e, "group commit failed");
             *last_ts = before;
+            handed.withdraw(before);
             for pending in group.drain(..) {
                 let _ = pending.reply.send(Err(e.clone()));
             }
@@ -841,6 +952,7 @@ async fn run_publisher(
     cache: Arc<ReadCache>,
     mut groups: mpsc::Receiver<Written>,
     handled: watch::Sender<Timestamp>,
+    handed: Arc<Handed>,
     failed: watch::Sender<Option<Error>>,
 ) {
     while let Some(written) = groups.recv().await {
@@ -866,6 +978,9 @@ async fn run_publisher(
                 }
                 for (ts, ws, filter) in accepted {
                     subscriptions.apply_filtered(ts, ws, filter);
+                }
+                if let Some(ts) = newest {
+                    handed.published(ts);
                 }
                 let committed = outcomes.iter().filter(|o| matches!(o, Some(Ok(_)))).count();
                 metrics::counter!("connvo_commits_total").increment(committed as u64);

@@ -648,3 +648,108 @@ async fn waiting_for_a_group_that_failed_to_become_durable_fails() {
         .unwrap_err();
     assert!(err.message().contains("the sync failed"), "{err}");
 }
+
+/// A read waits only for the in-flight commits that wrote into what it
+/// read (`settle_read`): one that did not touch them is let out at once and
+/// reported at the newest published timestamp, where its value is the same;
+/// one that did is held until that commit is durable and reported there;
+/// and if that commit fails to become durable, only the reads that depend
+/// on it fail.
+#[tokio::test]
+async fn reads_wait_only_for_in_flight_commits_that_wrote_what_they_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, sync) = common::open_slow(dir.path(), 1).await;
+    let mut tx = db.begin(true).await.unwrap();
+    let a = tx.insert("items", item("a", 1.0)).unwrap();
+    db.commit(tx).await.unwrap();
+    let published = db.latest_ts();
+
+    sync.hold(true);
+    let taken = sync.taken();
+    let mut tx = db.begin(true).await.unwrap();
+    let b = tx.insert("items", item("b", 2.0)).unwrap();
+    let commit = commit_in_flight(&db, &sync, taken, tx).await;
+
+    // Reads of group "a" (a point read and a range read): untouched.
+    let mut untouched = db.begin(false).await.unwrap();
+    assert!(untouched.get(a).await.unwrap().is_some());
+    assert_eq!(
+        common::scan_group_ns(&mut untouched, "a", Order::Asc).await,
+        [1.0]
+    );
+    assert!(
+        untouched.ts() > published,
+        "the snapshot shows the group in flight"
+    );
+    let settled = tokio::time::timeout(
+        std::time::Duration::from_secs(1),
+        db.settle_read(untouched.ts(), untouched.read_set()),
+    )
+    .await
+    .expect("a read the in-flight group did not touch was held back")
+    .unwrap();
+    assert_eq!(settled, published);
+
+    // A range read over group "b" and a point read of `b` depend on it.
+    let mut range = db.begin(false).await.unwrap();
+    assert_eq!(
+        common::scan_group_ns(&mut range, "b", Order::Asc).await,
+        [2.0]
+    );
+    let mut point = db.begin(false).await.unwrap();
+    assert!(point.get(b).await.unwrap().is_some());
+    let held = tokio::spawn({
+        let db = db.clone();
+        async move {
+            let ts = range.ts();
+            db.settle_read(ts, range.read_set()).await
+        }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    assert!(
+        !held.is_finished(),
+        "a read of an undurable commit was let out"
+    );
+    sync.hold(false);
+    let ts = commit.await.unwrap().unwrap();
+    assert_eq!(held.await.unwrap().unwrap(), ts);
+    assert_eq!(
+        db.settle_read(point.ts(), point.read_set()).await.unwrap(),
+        point.ts()
+    );
+
+    // A group that fails: the reads that depend on it fail, the others not.
+    let published = db.latest_ts();
+    sync.hold(true);
+    let taken = sync.taken();
+    let mut tx = db.begin(true).await.unwrap();
+    tx.insert("items", item("c", 3.0)).unwrap();
+    let commit = commit_in_flight(&db, &sync, taken, tx).await;
+    let mut dependent = db.begin(false).await.unwrap();
+    assert_eq!(
+        common::scan_group_ns(&mut dependent, "c", Order::Asc).await,
+        [3.0]
+    );
+    let mut other = db.begin(false).await.unwrap();
+    assert!(other.get(a).await.unwrap().is_some());
+    let waiting = tokio::spawn({
+        let db = db.clone();
+        async move {
+            let ts = dependent.ts();
+            db.settle_read(ts, dependent.read_set()).await
+        }
+    });
+    assert_eq!(
+        db.settle_read(other.ts(), other.read_set()).await.unwrap(),
+        published
+    );
+    sync.fail_syncs(true);
+    sync.hold(false);
+    assert!(commit.await.unwrap().is_err());
+    let err = tokio::time::timeout(std::time::Duration::from_secs(5), waiting)
+        .await
+        .expect("a dependent read was left hanging")
+        .unwrap()
+        .unwrap_err();
+    assert!(err.message().contains("the sync failed"), "{err}");
+}

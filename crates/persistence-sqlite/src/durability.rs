@@ -23,10 +23,11 @@
 //! The invariant that makes this invisible to users: **nothing read leaves
 //! the server before the commits it saw are durable.** Snapshots may show a
 //! commit whose sync is still running (`Persistence::reads_precede_durability`
-//! says so); the engine holds every query and mutation result back until
-//! its snapshot's timestamp is published, which happens only after the
-//! sync (`Database::wait_published`), and live query results are sent only
-//! at published timestamps. The store's own `latest_ts` and `commits_after`
+//! says so); the engine holds every query result back until the commits
+//! that wrote into what it read are published, which happens only after
+//! their sync (`Database::settle_read`), every mutation result until its
+//! timestamp is (`Database::wait_published`), and live query results are
+//! sent only at published timestamps. The store's own `latest_ts` and `commits_after`
 //! wait here instead: each write transaction takes a *commit sequence
 //! number* before its `COMMIT`, and they note the newest number taken after
 //! their read and wait until it is synced. Later write transactions see

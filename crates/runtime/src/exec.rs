@@ -66,7 +66,9 @@ pub struct QueryOutcome {
     pub log_lines: Vec<String>,
     /// Everything the query read (for its subscription).
     pub read_set: Arc<ReadSet>,
-    /// The snapshot timestamp it read at.
+    /// The timestamp the result is the query's value at: its snapshot's,
+    /// or an earlier one when the commits in between, not yet durable,
+    /// touched nothing it read (see `Database::settle_read`).
     pub ts: Timestamp,
     /// The pagination journal to send back to the client.
     pub journal: Option<String>,
@@ -309,11 +311,12 @@ impl Runtime {
                 (guard.tx.read_set().clone(), guard.journal_out.clone())
             }
         };
-        // Nothing read at `ts` leaves before the commits it saw are durable
-        // (see `Database::wait_published`).
-        let result = match self.inner.db.wait_published(ts).await {
-            Ok(()) => result,
-            Err(e) => Err(e),
+        // Nothing read at `ts` leaves before the commits it saw in what it
+        // read are durable; the result is reported at the timestamp where
+        // that holds (see `Database::settle_read`).
+        let (result, ts) = match self.inner.db.settle_read(ts, &read_set).await {
+            Ok(settled) => (result, settled),
+            Err(e) => (Err(e), ts),
         };
         record_metrics(spec, started, result.is_ok());
         self.report_denial(spec, &identity_for_hook, &result);

@@ -62,7 +62,8 @@ pub struct QueryResult {
     pub log_lines: Vec<String>,
     /// The pagination journal to send to the client.
     pub journal: Option<String>,
-    /// The snapshot timestamp the query ran at.
+    /// The timestamp the result is the query's value at (its snapshot's,
+    /// or earlier: see `runtime::QueryOutcome::ts`).
     pub ts: Timestamp,
     /// A hash of the outcome and log lines (unchanged results are not re-sent).
     pub hash: u64,
