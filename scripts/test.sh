@@ -34,10 +34,11 @@ target/debug/connvo-bench load --spawn --meetings 3 --participants 2 \
 target/debug/connvo-bench load --spawn --meetings 3 --participants 2 \
   --transcript-rate 2 --transcript-batch 20 --duration 3 --warmup 1 \
   --json target/bench-smoke-batch.json
-# The same with the WAL synced by the syncer thread (--sqlite-sync pipelined).
-target/debug/connvo-bench load --spawn --sqlite-sync pipelined --meetings 3 --participants 2 \
+# The same with the WAL synced inside each COMMIT (--sqlite-sync full; the
+# default, pipelined, syncs it from a thread of its own).
+target/debug/connvo-bench load --spawn --sqlite-sync full --meetings 3 --participants 2 \
   --transcript-rate 2 --transcript-batch 20 --chat-rate 1 --duration 3 --warmup 1 \
-  --json target/bench-smoke-pipelined.json
+  --json target/bench-smoke-full.json
 
 step "schemathesis against /openapi.json of a spawned server"
 CONNVO_BIN=target/debug/connvo ./scripts/schemathesis.sh

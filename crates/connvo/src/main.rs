@@ -76,11 +76,12 @@ enum DevAuth {
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
 enum SqliteSync {
-    /// fsync every commit group (durable against power loss).
+    /// fsync every commit group inside its `COMMIT` (durable against power
+    /// loss).
     Full,
     /// As `full`, the fsync made by a thread of its own while the writer
     /// commits the next group (shorter commit tails under heavy batched
-    /// ingest; results wait for the sync of commits they read).
+    /// ingest; results wait for the sync of commits they read). The default.
     Pipelined,
     /// fsync at checkpoints only (durable against process crashes).
     Normal,
@@ -157,10 +158,10 @@ struct ServeArgs {
     /// Largest WebSocket message, in bytes.
     #[arg(long, env = "CONNVO_MAX_MESSAGE_BYTES", default_value_t = 1 << 20)]
     max_message_bytes: usize,
-    /// SQLite durability: `full` fsyncs each commit group; `pipelined` too, from a
-    /// thread of its own while the next group is written; `normal` survives
-    /// process crashes only.
-    #[arg(long, env = "CONNVO_SQLITE_SYNC", value_enum, default_value_t = SqliteSync::Full)]
+    /// SQLite durability: `pipelined` fsyncs each commit group from a thread
+    /// of its own while the next group is written; `full` inside the commit;
+    /// `normal` survives process crashes only.
+    #[arg(long, env = "CONNVO_SQLITE_SYNC", value_enum, default_value_t = SqliteSync::Pipelined)]
     sqlite_sync: SqliteSync,
     /// Memory for the engine's read caches in MiB (decoded document versions
     /// and reads shared by queries re-run at one snapshot; 0 disables them).

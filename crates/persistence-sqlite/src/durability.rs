@@ -8,7 +8,7 @@
 //! 2026-11-25), and each transaction queued behind the one in progress.
 //!
 //! So when the store is opened with `synchronous_full` and `pipelined_sync`
-//! (`connvo serve --sqlite-sync pipelined`), the writer connection runs
+//! (the default; `connvo serve --sqlite-sync pipelined`), the writer connection runs
 //! `synchronous=NORMAL` (a `COMMIT` appends its frames to the
 //! WAL and returns without a sync) and the [`Syncer`] thread `fdatasync`s the
 //! WAL file afterwards: every frame written before the sync started is then
@@ -40,11 +40,13 @@
 //! (which replays the WAL from disk) recovers. PostgreSQL treats a failed
 //! fsync the same way.
 //!
-//! The price is that results wait for a sync: at 1,000 small commits/s
-//! most query re-runs see some commit whose sync is still running (delivery
-//! p95 0.3 → ~2 ms, measured 2026-11-25; with snapshots themselves waiting,
-//! as first built, ~10 ms), so pipelining is an option for heavy batched
-//! ingest, not the default. (Opening readers at the newest *synced* state
+//! The price is that some results wait for a sync: those that read what a
+//! commit still syncing wrote. At 1,000 small commits/s that costs delivery
+//! p95 0.3 → ~1.2 ms (measured 2026-11-25; ~2.7 ms while every result
+//! waited for its whole snapshot, ~10 ms with snapshots themselves
+//! waiting, as first built), against much shorter commit tails under
+//! heavy ingest, so pipelining is the default (`--sqlite-sync full` syncs
+//! inside `COMMIT`). (Opening readers at the newest *synced* state
 //! with SQLite's snapshot API instead was tried and measured worse: readers
 //! at many different WAL positions contend for SQLite's few read marks;
 //! 20,000/s commit p99 69–77 ms.)

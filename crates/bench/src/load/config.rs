@@ -26,8 +26,8 @@ pub struct LoadArgs {
     #[arg(long)]
     pub connvo_bin: Option<PathBuf>,
     /// With --spawn: SQLite durability passed to `connvo serve --sqlite-sync`
-    /// (`full`, `pipelined` or `normal`).
-    #[arg(long, default_value = "full")]
+    /// (`pipelined`, the server's default, `full` or `normal`).
+    #[arg(long, default_value = "pipelined")]
     pub sqlite_sync: String,
     /// With --url: the server's data dir, whose dev key signs the tokens
     /// (the server must trust dev tokens).
