@@ -83,13 +83,13 @@ impl ReadSet {
 
     /// The bit patterns [`ReadProbe::may_overlap`] tests write filters with.
     pub fn probe(&self) -> ReadProbe {
-        let mut checks: Vec<(u64, [u64; 4])> = self
+        let mut checks: Vec<(u64, BucketBits)> = self
             .intervals
             .iter()
             .map(|r| {
                 let bits = match &r.bucket {
-                    Some(bucket) => bucket_bits(r.index, bucket),
-                    None => [0; 4],
+                    Some(bucket) => BucketBits::of(r.index, bucket),
+                    None => BucketBits::default(),
                 };
                 (index_bit(r.index), bits)
             })
@@ -205,27 +205,48 @@ fn index_bit(index: IndexId) -> u64 {
     1u64 << (index.0 % 64)
 }
 
-/// The two bits of an `(index, bucket)` pair in the 256-bit
-/// [`WriteFilter::buckets`] (a Bloom filter with two hash functions), as a
-/// mask per 64-bit word.
-fn bucket_bits(index: IndexId, bucket: &[u8]) -> [u64; 4] {
-    // SipHash with fixed keys: deterministic, and fast enough for a few dozen
-    // keys per commit.
-    let h = BuildHasherDefault::<DefaultHasher>::default().hash_one((index.0, bucket));
-    let mut bits = [0u64; 4];
-    for position in [h & 0xff, (h >> 8) & 0xff] {
-        bits[(position / 64) as usize] |= 1u64 << (position % 64);
+/// Words of [`WriteFilter::buckets`]: 1,024 bits. With 256, a one-chunk
+/// transcript ingest (~15 keys) set ~30 bits, so each two-bit test of a
+/// read set passed by chance ~1.4% of the time, ~10% per write set for a
+/// read set of ten buckets; at saturation (snapshots seconds old, so
+/// hundreds of newer commits to validate against) the exact checks that
+/// followed took ~8% of server CPU. 1,024 bits cut those chance passes
+/// ~16-fold for 96 more bytes per logged commit. (Large batches set most
+/// bits either way; they are few.)
+const FILTER_WORDS: usize = 16;
+
+/// The two bits of an `(index, bucket)` pair in the 1,024-bit
+/// [`WriteFilter::buckets`] (a Bloom filter with two hash functions), each
+/// as `(word, mask)`; both masks zero for an interval without a bucket
+/// (which then tests only its index bit).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+struct BucketBits([(u8, u64); 2]);
+
+impl BucketBits {
+    fn of(index: IndexId, bucket: &[u8]) -> Self {
+        // SipHash with fixed keys: deterministic, and fast enough for a few
+        // dozen keys per commit.
+        let h = BuildHasherDefault::<DefaultHasher>::default().hash_one((index.0, bucket));
+        let bits = (FILTER_WORDS * 64) as u64;
+        let bit = |position: u64| ((position / 64) as u8, 1u64 << (position % 64));
+        Self([bit(h % bits), bit((h >> 32) % bits)])
     }
-    bits
+
+    /// Whether both bits are set in `buckets`.
+    fn in_filter(&self, buckets: &[u64; FILTER_WORDS]) -> bool {
+        self.0
+            .iter()
+            .all(|(word, mask)| buckets[*word as usize] & mask == *mask)
+    }
 }
 
 /// A summary of one write set: which indexes it touches (one bit per index
-/// id modulo 64) and a 256-bit Bloom filter of its `(index, bucket)` pairs.
+/// id modulo 64) and a 1,024-bit Bloom filter of its `(index, bucket)` pairs.
 /// No false negatives: a key of the write set always sets its bits.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct WriteFilter {
     indexes: u64,
-    buckets: [u64; 4],
+    buckets: [u64; FILTER_WORDS],
     /// Whether the write set's keys are sorted by `(index, key)` (they are
     /// when the engine built or decoded it), enabling binary searches.
     sorted: bool,
@@ -237,9 +258,8 @@ impl WriteFilter {
         let mut filter = Self::default();
         for key in &writes.keys {
             filter.indexes |= index_bit(key.index);
-            let bits = bucket_bits(key.index, key.bucket());
-            for (word, mask) in filter.buckets.iter_mut().zip(bits) {
-                *word |= mask;
+            for (word, mask) in BucketBits::of(key.index, key.bucket()).0 {
+                filter.buckets[word as usize] |= mask;
             }
         }
         filter.sorted = writes
@@ -257,7 +277,7 @@ impl WriteFilter {
 pub struct ReadProbe {
     /// The union of the intervals' index bits.
     indexes: u64,
-    checks: Vec<(u64, [u64; 4])>,
+    checks: Vec<(u64, BucketBits)>,
     /// The intervals, merged (see [`merge_intervals`]).
     ranges: Vec<(IndexId, KeyRange)>,
 }
@@ -266,14 +286,9 @@ impl ReadProbe {
     /// `false` when no key summarized by `filter` can fall in the read set;
     /// `true` when one might.
     pub fn may_overlap(&self, filter: &WriteFilter) -> bool {
-        self.checks.iter().any(|(index, bits)| {
-            filter.indexes & index != 0
-                && filter
-                    .buckets
-                    .iter()
-                    .zip(bits)
-                    .all(|(word, mask)| word & mask == *mask)
-        })
+        self.checks
+            .iter()
+            .any(|(index, bits)| filter.indexes & index != 0 && bits.in_filter(&filter.buckets))
     }
 
     /// Whether a key of `writes` (sorted by `(index, key)`) lies in one of
@@ -309,7 +324,7 @@ pub(crate) struct IntervalProbe<'a> {
     index: IndexId,
     range: &'a KeyRange,
     /// Zero when the interval has no bucket (only the index bit is tested).
-    bucket_bits: [u64; 4],
+    bucket_bits: BucketBits,
 }
 
 impl<'a> IntervalProbe<'a> {
@@ -319,18 +334,14 @@ impl<'a> IntervalProbe<'a> {
         Self {
             index,
             range,
-            bucket_bits: bucket.map_or([0; 4], |b| bucket_bits(index, b)),
+            bucket_bits: bucket.map_or_else(BucketBits::default, |b| BucketBits::of(index, b)),
         }
     }
 
     /// Whether a key of `writes` lies in the interval.
     pub(crate) fn written(&self, writes: &WriteSet, filter: &WriteFilter) -> bool {
         if filter.indexes & index_bit(self.index) == 0
-            || !filter
-                .buckets
-                .iter()
-                .zip(&self.bucket_bits)
-                .all(|(word, mask)| word & mask == *mask)
+            || !self.bucket_bits.in_filter(&filter.buckets)
         {
             return false;
         }
