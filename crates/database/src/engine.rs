@@ -707,11 +707,12 @@ impl Handed {
         if !self.track || ts.0 > self.written.load(Ordering::SeqCst) {
             return ts;
         }
+        // Built before taking the lock the committer and publisher share.
+        let probe = read_set.probe();
         let state = self.state.lock();
         if state.published >= ts {
             return ts;
         }
-        let probe = read_set.probe();
         state
             .commits
             .iter()
