@@ -15,8 +15,11 @@
 //! the registry — and the documentation tooling built on it — sees the same
 //! words as rustdoc. Kinds: `query`, `mutation`, `action`, `internal_query`,
 //! `internal_mutation`, `internal_action`. Optional: `retry = <expr>`
-//! (a `runtime::RetryPolicy`). `args` defaults to an empty object and
-//! `returns` to `v::any()`.
+//! (a `runtime::RetryPolicy`); for queries, `access = <fn>`: an
+//! `async fn(QueryCtx, A) -> Result<()>` that decides whether the caller may
+//! run the query, which then sees no identity in its body, so live
+//! subscribers share its executions (`runtime::FunctionDef::query_with_access`).
+//! `args` defaults to an empty object and `returns` to `v::any()`.
 //!
 //! Written by hand because it is ~100 lines of the product's own glue; it
 //! only depends on `syn`/`quote`.
@@ -32,6 +35,7 @@ struct Attr {
     args: Option<Expr>,
     returns: Option<Expr>,
     retry: Option<Expr>,
+    access: Option<Expr>,
 }
 
 impl Parse for Attr {
@@ -41,6 +45,7 @@ impl Parse for Attr {
         let mut args = None;
         let mut returns = None;
         let mut retry = None;
+        let mut access = None;
         while input.peek(Token![,]) {
             input.parse::<Token![,]>()?;
             if input.is_empty() {
@@ -53,10 +58,13 @@ impl Parse for Attr {
                 "args" => args = Some(input.parse::<Expr>()?),
                 "returns" => returns = Some(input.parse::<Expr>()?),
                 "retry" => retry = Some(input.parse::<Expr>()?),
+                "access" => access = Some(input.parse::<Expr>()?),
                 other => {
                     return Err(syn::Error::new(
                         key.span(),
-                        format!("unknown key `{other}` (expected path, args, returns, retry)"),
+                        format!(
+                            "unknown key `{other}` (expected path, args, returns, retry, access)"
+                        ),
                     ));
                 }
             }
@@ -69,6 +77,7 @@ impl Parse for Attr {
             args,
             returns,
             retry,
+            access,
         })
     }
 }
@@ -114,6 +123,15 @@ pub fn function(attr: TokenStream, item: TokenStream) -> TokenStream {
         .map(|e| quote!(.returns(#e)))
         .unwrap_or_default();
     let retry = attr.retry.map(|e| quote!(.retry(#e))).unwrap_or_default();
+    let finish = match (&attr.access, finish.to_string().as_str()) {
+        (None, _) => quote!(#finish(#name)),
+        (Some(access), "query") => quote!(query_with_access(#access, #name)),
+        (Some(access), _) => {
+            return syn::Error::new_spanned(access, "`access` applies to queries only")
+                .to_compile_error()
+                .into();
+        }
+    };
     let vis = &func.vis;
     let spec_doc = format!("The registration of [`{name}`] (`{}`).", path.value());
     quote! {
@@ -126,7 +144,7 @@ pub fn function(attr: TokenStream, item: TokenStream) -> TokenStream {
                 #returns
                 #retry
                 .doc(#doc)
-                .#finish(#name)
+                .#finish
         }
     }
     .into()

@@ -760,6 +760,15 @@ impl QueryCtx {
         }
     }
 
+    /// The same context without the caller's identity (the body of a query
+    /// declared with `FunctionDef::query_with_access`).
+    pub(crate) fn anonymous(&self) -> Self {
+        Self {
+            auth: Auth::new(None),
+            ..self.clone()
+        }
+    }
+
     /// The time the function started (ms since the epoch). Queries should
     /// not depend on time for reactivity; use it for display only.
     pub fn now_ms(&self) -> f64 {

@@ -74,6 +74,23 @@ pub struct QueryOutcome {
     pub journal: Option<String>,
 }
 
+/// Which part of a query to run ([`Runtime::run_query_part`]).
+///
+/// A query declared with `FunctionDef::query_with_access` has an access
+/// check that sees the caller and an identity-free body; live subscriptions
+/// run the two apart so one body execution serves every identity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum QueryPart {
+    /// The whole query: the access check (if declared apart) then the body.
+    Whole,
+    /// Only the access check, with the caller's identity; `Ok(null)` when
+    /// the caller may run the query.
+    Access,
+    /// Only the body, without any identity (the caller passed in is
+    /// ignored); the result is validated against the return validator.
+    Body,
+}
+
 /// The outcome of a mutation.
 #[derive(Debug)]
 pub struct MutationOutcome {
@@ -248,6 +265,28 @@ impl Runtime {
         snapshot: Option<Arc<dyn Snapshot>>,
         journal: Option<String>,
     ) -> QueryOutcome {
+        self.run_query_part(spec, QueryPart::Whole, args, identity, snapshot, journal)
+            .await
+    }
+
+    /// Runs one part of a query at `snapshot` (a fresh one when `None`):
+    /// see [`QueryPart`]. The parts of a query declared without a separate
+    /// access check ([`FunctionSpec::shares_body_across_identities`] false)
+    /// are an `INTERNAL` error.
+    pub async fn run_query_part(
+        &self,
+        spec: &FunctionSpec,
+        part: QueryPart,
+        args: Value,
+        identity: Option<Arc<Identity>>,
+        snapshot: Option<Arc<dyn Snapshot>>,
+        journal: Option<String>,
+    ) -> QueryOutcome {
+        // The body sees no identity, whoever asked.
+        let identity = match part {
+            QueryPart::Body => None,
+            QueryPart::Whole | QueryPart::Access => identity,
+        };
         let identity_for_hook = identity.clone();
         let started = Instant::now();
         let log = LogLines::default();
@@ -267,14 +306,31 @@ impl Runtime {
             },
         };
         let ts = snapshot.ts();
-        let Handler::Query(handler) = &spec.handler else {
-            return QueryOutcome {
-                result: Err(Error::bad_request(format!("{} is not a query", spec.path))),
-                log_lines: Vec::new(),
-                read_set: Arc::new(ReadSet::new()),
-                ts,
-                journal: None,
-            };
+        let handler = match (&spec.handler, part, &spec.split) {
+            (Handler::Query(h), QueryPart::Whole, _) => h,
+            (Handler::Query(_), QueryPart::Access, Some(split)) => &split.access,
+            (Handler::Query(_), QueryPart::Body, Some(split)) => &split.body,
+            (Handler::Query(_), _, None) => {
+                return QueryOutcome {
+                    result: Err(Error::internal(format!(
+                        "{} has no separate access check",
+                        spec.path
+                    ))),
+                    log_lines: Vec::new(),
+                    read_set: Arc::new(ReadSet::new()),
+                    ts,
+                    journal: None,
+                };
+            }
+            _ => {
+                return QueryOutcome {
+                    result: Err(Error::bad_request(format!("{} is not a query", spec.path))),
+                    log_lines: Vec::new(),
+                    read_set: Arc::new(ReadSet::new()),
+                    ts,
+                    journal: None,
+                };
+            }
         };
         let state = Arc::new(tokio::sync::Mutex::new(TxState {
             tx: self.inner.db.begin_at(snapshot, false),
@@ -297,7 +353,13 @@ impl Runtime {
                     handler(ctx, args),
                 )
                 .await;
-                out.and_then(|v| validate_returns(spec, v))
+                match part {
+                    // The check's value is not the query's.
+                    QueryPart::Access => out.map(|_| Value::Null),
+                    QueryPart::Whole | QueryPart::Body => {
+                        out.and_then(|v| validate_returns(spec, v))
+                    }
+                }
             }
         };
         let (read_set, journal) = match Arc::try_unwrap(state) {
@@ -318,7 +380,10 @@ impl Runtime {
             Ok(settled) => (result, settled),
             Err(e) => (Err(e), ts),
         };
-        record_metrics(spec, started, result.is_ok());
+        match part {
+            QueryPart::Whole | QueryPart::Body => record_metrics(spec, started, result.is_ok()),
+            QueryPart::Access => metrics::counter!("connvo_query_access_checks_total").increment(1),
+        }
         self.report_denial(spec, &identity_for_hook, &result);
         QueryOutcome {
             result,

@@ -23,7 +23,7 @@ pub use context::{
 };
 pub use database::SearchFilter;
 pub use exec::{
-    ActionOutcome, MutationOutcome, QueryOutcome, Runtime, RuntimeConfig, SessionRequest,
+    ActionOutcome, MutationOutcome, QueryOutcome, QueryPart, Runtime, RuntimeConfig, SessionRequest,
 };
 pub use registry::{
     CronSchedule, FunctionDef, FunctionKind, FunctionSpec, Registry, RetryPolicy, Visibility,

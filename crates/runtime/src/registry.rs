@@ -113,6 +113,31 @@ pub struct FunctionSpec {
     /// Retry policy when run by the scheduler (actions only).
     pub retry: RetryPolicy,
     pub(crate) handler: Handler,
+    /// For a query declared with an access check apart from its body
+    /// ([`FunctionDef::query_with_access`]): the two parts. `handler` then
+    /// runs both in order.
+    pub(crate) split: Option<SplitQuery>,
+}
+
+/// A query whose result does not depend on who asks, once they may ask.
+///
+/// `access` sees the caller and decides whether they may run the query (its
+/// `Ok` value is ignored); `body` computes the result and sees no identity
+/// at all (`ctx.auth` is anonymous), so its result, and the work of
+/// computing it, can be shared by every caller the access check let in.
+#[derive(Clone)]
+pub(crate) struct SplitQuery {
+    pub(crate) access: QueryHandler,
+    pub(crate) body: QueryHandler,
+}
+
+impl FunctionSpec {
+    /// Whether the query was declared with its access check apart from an
+    /// identity-free body, so live subscribers with different identities
+    /// can share the body's executions (see `runtime::QueryPart`).
+    pub fn shares_body_across_identities(&self) -> bool {
+        self.split.is_some()
+    }
 }
 
 impl std::fmt::Debug for FunctionSpec {
@@ -204,6 +229,7 @@ impl FunctionDef {
             doc: self.doc,
             retry: self.retry,
             handler,
+            split: None,
         }
     }
 
@@ -218,6 +244,45 @@ impl FunctionDef {
         Fut: Future<Output = Result<R>> + Send + 'static,
     {
         self.finish(FunctionKind::Query, Handler::Query(adapt(f)))
+    }
+
+    /// Finishes as a query made of an access check and an identity-free
+    /// body.
+    ///
+    /// Called directly (HTTP, one-shot WebSocket runs, other functions), the
+    /// query runs `access` and then, if it allowed the caller, `body`, in one
+    /// snapshot: the same as a handler that starts with the check. Live
+    /// subscriptions keep one `body` execution per distinct arguments and
+    /// one (rarely re-run) `access` result per identity, so a write re-runs
+    /// the body once however many people watch it. `body` gets a context
+    /// with no identity: whatever depends on the caller belongs in `access`
+    /// (a body that asks for the caller fails closed, `UNAUTHORIZED`).
+    pub fn query_with_access<A, B, R, FutA, FutB>(
+        self,
+        access: impl Fn(QueryCtx, A) -> FutA + Send + Sync + 'static,
+        body: impl Fn(QueryCtx, B) -> FutB + Send + Sync + 'static,
+    ) -> FunctionSpec
+    where
+        A: DeserializeOwned + Send + 'static,
+        B: DeserializeOwned + Send + 'static,
+        R: Serialize + Send + 'static,
+        FutA: Future<Output = Result<()>> + Send + 'static,
+        FutB: Future<Output = Result<R>> + Send + 'static,
+    {
+        let access = adapt(access);
+        let body = adapt(body);
+        let (a, b) = (Arc::clone(&access), Arc::clone(&body));
+        let whole: QueryHandler = Arc::new(move |ctx: QueryCtx, args: Value| {
+            let (a, b) = (Arc::clone(&a), Arc::clone(&b));
+            async move {
+                a(ctx.clone(), args.clone()).await?;
+                b(ctx.anonymous(), args).await
+            }
+            .boxed()
+        });
+        let mut spec = self.finish(FunctionKind::Query, Handler::Query(whole));
+        spec.split = Some(SplitQuery { access, body });
+        spec
     }
 
     /// Finishes as a mutation with a typed handler.

@@ -354,3 +354,133 @@ async fn a_query_exceeding_its_timeout_fails_with_timeout() {
         .unwrap();
     assert_eq!(v.as_f64(), Some(2.0));
 }
+
+/// `query_with_access`: the whole query runs the check and then a body
+/// that sees no identity; the parts run apart as live subscriptions use
+/// them; a query declared without a separate check has no parts.
+#[tokio::test]
+async fn a_query_with_a_separate_access_check_keeps_the_caller_out_of_its_body() {
+    use runtime::QueryPart;
+
+    #[derive(Deserialize)]
+    struct Room {
+        room: String,
+    }
+    let mut r = Registry::new();
+    r.register(
+        FunctionDef::new("rooms:peek", Visibility::Public)
+            .args(v::object([("room", v::string())]))
+            .returns(v::object([
+                ("room", v::string()),
+                ("seenAs", v::union([v::string(), v::null()])),
+            ]))
+            .query_with_access(
+                |ctx, a: Room| async move {
+                    let who = ctx.auth.require()?;
+                    if a.room == "secret" && who.subject != "alice" {
+                        return Err(Error::forbidden("only alice may peek"));
+                    }
+                    Ok(())
+                },
+                |ctx, a: Room| async move {
+                    let seen = ctx.auth.get_user_identity().map(|i| i.subject.clone());
+                    Ok(json!({ "room": a.room, "seenAs": seen }))
+                },
+            ),
+    );
+    r.register(
+        FunctionDef::new("math:add", Visibility::Public)
+            .args(v::object([("a", v::number()), ("b", v::number())]))
+            .query(|_ctx, a: AddArgs| async move { Ok(a.a + a.b) }),
+    );
+    let env = Env::new(r).await;
+    let person = |sub: &str| {
+        let mut claims = serde_json::Map::new();
+        claims.insert("sub".into(), json!(sub));
+        claims.insert("iss".into(), json!("https://issuer.test"));
+        Some(Arc::new(auth::Identity::from_claims(claims)))
+    };
+    let rt = &env.rt;
+    let peek = rt.registry().get("rooms:peek").expect("registered");
+    assert!(peek.shares_body_across_identities());
+    let args = |room: &str| json(json!({ "room": room }));
+
+    // Whole: the check, then a body that does not see the caller.
+    let whole = rt
+        .run_query(&peek, args("secret"), person("alice"), None, None)
+        .await;
+    assert_eq!(
+        whole.result.expect("alice may peek"),
+        json(json!({ "room": "secret", "seenAs": null }))
+    );
+    let denied = rt
+        .run_query(&peek, args("secret"), person("bob"), None, None)
+        .await;
+    expect_err(denied.result, ErrorCode::Forbidden);
+    let anonymous = rt.run_query(&peek, args("lobby"), None, None, None).await;
+    expect_err(anonymous.result, ErrorCode::Unauthorized);
+    // Through the public entry point too.
+    expect_err(
+        rt.call(
+            FunctionKind::Query,
+            "rooms:peek",
+            args("secret"),
+            person("bob"),
+        )
+        .await,
+        ErrorCode::Forbidden,
+    );
+
+    // The parts: the check's value is null; the body ignores the caller.
+    let check = rt
+        .run_query_part(
+            &peek,
+            QueryPart::Access,
+            args("secret"),
+            person("alice"),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(check.result.expect("allowed"), Value::Null);
+    let check = rt
+        .run_query_part(
+            &peek,
+            QueryPart::Access,
+            args("secret"),
+            person("bob"),
+            None,
+            None,
+        )
+        .await;
+    expect_err(check.result, ErrorCode::Forbidden);
+    let body = rt
+        .run_query_part(
+            &peek,
+            QueryPart::Body,
+            args("lobby"),
+            person("alice"),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(
+        body.result.expect("body runs"),
+        json(json!({ "room": "lobby", "seenAs": null }))
+    );
+
+    // An ordinary query has no parts.
+    let add = rt.registry().get("math:add").expect("registered");
+    assert!(!add.shares_body_across_identities());
+    let part = rt
+        .run_query_part(
+            &add,
+            QueryPart::Body,
+            json(json!({"a": 1, "b": 2})),
+            None,
+            None,
+            None,
+        )
+        .await;
+    expect_err(part.result, ErrorCode::Internal);
+}

@@ -8,6 +8,16 @@
 //! snapshot, stores the new result and wakes every attached socket. Sockets
 //! then assemble a Transition at one timestamp at which all their results are
 //! valid (see `sync`).
+//!
+//! A query declared with its access check apart from an identity-free body
+//! (`runtime::FunctionDef::query_with_access`: most meeting-scoped feeds)
+//! goes further: its subscribers with different identities share one *body*
+//! query, keyed without identity, and each identity keeps only the result of
+//! its access check. A write into the feed re-runs the body once for all
+//! subscribers; the access checks, which read users and participant rows,
+//! re-run only when those change. An identity's result is the body's value
+//! when its check passed (the check's error otherwise), valid where both
+//! parts are.
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -16,9 +26,10 @@ use std::sync::{Arc, Weak};
 use auth::Identity;
 use database::Subscription;
 use errors::Error;
+use futures::future::BoxFuture;
 use parking_lot::Mutex;
 use persistence::Timestamp;
-use runtime::{FunctionSpec, Runtime};
+use runtime::{FunctionSpec, QueryPart, Runtime};
 use serde_json::value::RawValue;
 use tokio::sync::Notify;
 use values::Value;
@@ -35,6 +46,10 @@ pub struct QueryKey {
     /// The pagination journal the subscription started with.
     pub journal: Option<String>,
 }
+
+/// The identity field of a shared body's key: no identity key has this
+/// form ([`identity_key`] gives `""` or a JSON array).
+const BODY_IDENTITY: &str = "*";
 
 /// The part of an identity that functions observe, as a stable key.
 pub fn identity_key(identity: Option<&Identity>) -> String {
@@ -67,19 +82,103 @@ pub struct QueryResult {
     pub ts: Timestamp,
     /// A hash of the outcome and log lines (unchanged results are not re-sent).
     pub hash: u64,
-    subscription: Subscription,
+    validity: Validity,
+}
+
+/// What a result's validity rests on.
+#[derive(Debug)]
+enum Validity {
+    /// Its own execution's read set.
+    Own(Subscription),
+    /// An identity's access check and, if the check passed, the shared body.
+    Parts {
+        access: Arc<QueryResult>,
+        body: Option<Arc<QueryResult>>,
+    },
 }
 
 impl QueryResult {
     /// Whether this result is the query's value at `ts` (the caller has made
     /// sure every commit up to `ts` was processed).
     pub fn valid_at(&self, ts: Timestamp) -> bool {
-        self.subscription.valid_at(ts)
+        match &self.validity {
+            Validity::Own(s) => s.valid_at(ts),
+            Validity::Parts { access, body } => {
+                ts >= self.ts && access.valid_at(ts) && body.as_ref().is_none_or(|b| b.valid_at(ts))
+            }
+        }
     }
 
     /// Whether a later commit has invalidated it.
     pub fn is_invalidated(&self) -> bool {
-        self.subscription.invalidated_at().is_some()
+        match &self.validity {
+            Validity::Own(s) => s.invalidated_at().is_some(),
+            Validity::Parts { access, body } => {
+                access.is_invalidated() || body.as_ref().is_some_and(|b| b.is_invalidated())
+            }
+        }
+    }
+
+    /// Waits until a commit invalidates it.
+    fn wait_invalidated(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            match &self.validity {
+                Validity::Own(s) => {
+                    s.wait_invalidated().await;
+                }
+                Validity::Parts { access, body: None } => access.wait_invalidated().await,
+                Validity::Parts {
+                    access,
+                    body: Some(body),
+                } => {
+                    tokio::select! {
+                        _ = access.wait_invalidated() => {}
+                        _ = body.wait_invalidated() => {}
+                    }
+                }
+            }
+        })
+    }
+
+    /// An identity's result from its access check and the shared body's
+    /// result (`None` when the check failed: the body is not needed).
+    fn compose(access: Arc<QueryResult>, body: Option<Arc<QueryResult>>) -> QueryResult {
+        let (outcome, log_lines, journal, hash, ts) = match (&access.outcome, &body) {
+            (Ok(_), Some(b)) => {
+                let hash = if access.log_lines.is_empty() {
+                    b.hash
+                } else {
+                    let mut h = std::collections::hash_map::DefaultHasher::new();
+                    access.hash.hash(&mut h);
+                    b.hash.hash(&mut h);
+                    h.finish()
+                };
+                let mut log_lines = access.log_lines.clone();
+                log_lines.extend(b.log_lines.iter().cloned());
+                (
+                    b.outcome.clone(),
+                    log_lines,
+                    b.journal.clone(),
+                    hash,
+                    access.ts.max(b.ts),
+                )
+            }
+            _ => (
+                access.outcome.clone(),
+                access.log_lines.clone(),
+                None,
+                access.hash,
+                access.ts,
+            ),
+        };
+        QueryResult {
+            outcome,
+            log_lines,
+            journal,
+            ts,
+            hash,
+            validity: Validity::Parts { access, body },
+        }
     }
 }
 
@@ -89,6 +188,14 @@ pub struct SharedQuery {
     spec: Arc<FunctionSpec>,
     args: Value,
     identity: Option<Arc<Identity>>,
+    /// `Whole` for an ordinary query; for a query with a separate access
+    /// check, `Access` (one identity's query, composed with `body`) or
+    /// `Body` (the shared, identity-free part).
+    part: QueryPart,
+    /// The shared body (`part == Access` only).
+    body: Option<Arc<SharedQuery>>,
+    /// The newest access check result (`part == Access` only).
+    access: Mutex<Option<Arc<QueryResult>>>,
     journal: Mutex<Option<String>>,
     current: Mutex<Option<Arc<QueryResult>>>,
     exec: tokio::sync::Mutex<()>,
@@ -156,11 +263,17 @@ impl SharedQuery {
     /// result): used when a socket must report results at exactly that
     /// snapshot and the shared result is stale there.
     pub async fn run_at(&self, snapshot: Arc<dyn persistence::Snapshot>) -> Arc<QueryResult> {
-        let journal = self.journal.lock().clone();
+        // An identity's query runs whole (check and body) here; the body
+        // holds the pagination journal.
+        let (part, journal) = match (self.part, &self.body) {
+            (QueryPart::Access, Some(body)) => (QueryPart::Whole, body.journal.lock().clone()),
+            (part, _) => (part, self.journal.lock().clone()),
+        };
         let out = self
             .runtime
-            .run_query(
+            .run_query_part(
                 &self.spec,
+                part,
                 self.args.clone(),
                 self.identity.clone(),
                 Some(snapshot),
@@ -168,6 +281,26 @@ impl SharedQuery {
             )
             .await;
         Arc::new(self.make_result(out))
+    }
+
+    /// Runs this query's own part at a fresh snapshot.
+    async fn execute(&self, part: QueryPart) -> QueryResult {
+        let journal = self.journal.lock().clone();
+        let out = self
+            .runtime
+            .run_query_part(
+                &self.spec,
+                part,
+                self.args.clone(),
+                self.identity.clone(),
+                None,
+                journal,
+            )
+            .await;
+        if out.journal.is_some() {
+            *self.journal.lock() = out.journal.clone();
+        }
+        self.make_result(out)
     }
 
     fn make_result(&self, out: runtime::QueryOutcome) -> QueryResult {
@@ -190,7 +323,7 @@ impl SharedQuery {
             journal: out.journal,
             ts: out.ts,
             hash,
-            subscription,
+            validity: Validity::Own(subscription),
         }
     }
 
@@ -208,23 +341,31 @@ impl SharedQuery {
         {
             return cur;
         }
-        let journal = self.journal.lock().clone();
-        let out = self
-            .runtime
-            .run_query(
-                &self.spec,
-                self.args.clone(),
-                self.identity.clone(),
-                None,
-                journal,
-            )
-            .await;
-        if out.journal.is_some() {
-            *self.journal.lock() = out.journal.clone();
-        }
-        let result = Arc::new(self.make_result(out));
+        let result = match (self.part, &self.body) {
+            (QueryPart::Access, Some(body)) => {
+                // The check re-runs only when what it read changed; the
+                // body is shared (one execution per invalidation).
+                let current = self.access.lock().clone();
+                let access = match current {
+                    Some(a) if !a.is_invalidated() => a,
+                    _ => {
+                        let a = Arc::new(self.execute(QueryPart::Access).await);
+                        *self.access.lock() = Some(Arc::clone(&a));
+                        a
+                    }
+                };
+                let body = match access.outcome {
+                    Ok(_) => Some(Box::pin(body.refresh()).await),
+                    Err(_) => None,
+                };
+                Arc::new(QueryResult::compose(access, body))
+            }
+            (part, _) => {
+                metrics::counter!("connvo_query_executions_total").increment(1);
+                Arc::new(self.execute(part).await)
+            }
+        };
         *self.current.lock() = Some(Arc::clone(&result));
-        metrics::counter!("connvo_query_executions_total").increment(1);
         for w in self.watchers.lock().iter() {
             if let Some(n) = w.upgrade() {
                 n.notify_one();
@@ -271,7 +412,9 @@ impl LiveQueries {
         self.len() == 0
     }
 
-    /// The shared query for `key`, created (with its watcher task) if needed.
+    /// The shared query for `key`, created (with its watcher task) if needed;
+    /// for a query with a separate access check, with the shared body it
+    /// composes with (created too if needed).
     pub fn get_or_create(
         &self,
         key: QueryKey,
@@ -286,6 +429,47 @@ impl LiveQueries {
         if map.len() > 1024 && map.len().is_power_of_two() {
             map.retain(|_, w| w.strong_count() > 0);
         }
+        if !spec.shares_body_across_identities() {
+            return self.create(&mut map, key, spec, args, identity, QueryPart::Whole, None);
+        }
+        let body_key = QueryKey {
+            identity: BODY_IDENTITY.to_owned(),
+            ..key.clone()
+        };
+        let body = match map.get(&body_key).and_then(Weak::upgrade) {
+            Some(body) => body,
+            None => self.create(
+                &mut map,
+                body_key,
+                Arc::clone(&spec),
+                args.clone(),
+                None,
+                QueryPart::Body,
+                None,
+            ),
+        };
+        self.create(
+            &mut map,
+            key,
+            spec,
+            args,
+            identity,
+            QueryPart::Access,
+            Some(body),
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn create(
+        &self,
+        map: &mut HashMap<QueryKey, Weak<SharedQuery>>,
+        key: QueryKey,
+        spec: Arc<FunctionSpec>,
+        args: Value,
+        identity: Option<Arc<Identity>>,
+        part: QueryPart,
+        body: Option<Arc<SharedQuery>>,
+    ) -> Arc<SharedQuery> {
         let closed = Arc::new(Notify::new());
         let query = Arc::new(SharedQuery {
             journal: Mutex::new(key.journal.clone()),
@@ -293,6 +477,9 @@ impl LiveQueries {
             spec,
             args,
             identity,
+            part,
+            body,
+            access: Mutex::new(None),
             current: Mutex::new(None),
             exec: tokio::sync::Mutex::new(()),
             watchers: Mutex::new(Vec::new()),
@@ -315,7 +502,7 @@ async fn watch(query: Weak<SharedQuery>, closed: Arc<Notify>) {
             None => return,
         };
         tokio::select! {
-            _ = result.subscription.wait_invalidated() => {}
+            _ = result.wait_invalidated() => {}
             _ = closed.notified() => return,
         }
     }

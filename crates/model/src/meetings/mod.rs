@@ -43,7 +43,7 @@
 
 use database::{Document, TableDef};
 use errors::{Error, Result};
-use runtime::{Auth, DbReader, DbWriter, Registry};
+use runtime::{Auth, DbReader, DbWriter, QueryCtx, Registry};
 use serde::{Deserialize, Serialize};
 use values::{Validator, Value, v};
 
@@ -260,6 +260,26 @@ pub async fn require_access(
 ) -> Result<Access> {
     let user = require_user(db, auth).await?;
     access_for(db, user, meeting, min).await
+}
+
+/// The arguments a meeting-scoped query's access check reads (the others
+/// are ignored here and validated by the query's own validator).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MeetingScope {
+    /// The meeting.
+    pub meeting_id: Id<Meetings>,
+}
+
+/// The access check of a meeting-scoped query any participant may run,
+/// observers included (`UNAUTHORIZED`, `FORBIDDEN`, `NOT_FOUND` as
+/// [`require_access`]). Declared as the query's `access`, it keeps the
+/// caller out of the body, whose live executions are then shared by every
+/// participant watching (`runtime::FunctionDef::query_with_access`).
+pub async fn observer_access(ctx: QueryCtx, args: MeetingScope) -> Result<()> {
+    require_access(&ctx.db, &ctx.auth, args.meeting_id, MeetingRole::Observer)
+        .await
+        .map(drop)
 }
 
 /// [`require_access`] for an already resolved caller.

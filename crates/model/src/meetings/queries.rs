@@ -336,11 +336,11 @@ fn participant_view_validator() -> Validator {
 #[macros::function(
     query,
     path = "meetings/queries:listMeetingParticipants",
+    access = crate::meetings::observer_access,
     args = v::object([("meetingId", v::id("meetings"))]),
     returns = v::array(participant_view_validator())
 )]
 async fn list_meeting_participants(ctx: QueryCtx, args: MeetingArgs) -> Result<Vec<Value>> {
-    super::require_access(&ctx.db, &ctx.auth, args.meeting_id, MeetingRole::Observer).await?;
     let rows = ctx
         .db
         .query("meetingParticipants")

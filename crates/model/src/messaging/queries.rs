@@ -69,6 +69,7 @@ struct ListArgs {
 #[macros::function(
     query,
     path = "messaging/queries:listMessages",
+    access = crate::meetings::observer_access,
     args = v::object([
         ("meetingId", v::id("meetings")),
         ("paginationOpts", pagination_opts_validator()),
@@ -80,7 +81,6 @@ struct ListArgs {
     ])
 )]
 async fn list_messages(ctx: QueryCtx, args: ListArgs) -> Result<Value> {
-    require_access(&ctx.db, &ctx.auth, args.meeting_id, MeetingRole::Observer).await?;
     let opts = args.pagination_opts.to_opts()?;
     let page = ctx
         .db

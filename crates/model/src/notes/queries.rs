@@ -11,9 +11,7 @@ use values::{Value, v};
 use super::{
     Committed, load_notes, notes_doc, notes_doc_validator, op_json, operation_validator, whole,
 };
-use crate::auth::MeetingRole;
 use crate::ids::{Id, Meetings};
-use crate::meetings::require_access;
 
 /// Default and largest page of `getNoteOperations`.
 pub const DEFAULT_OPS_PAGE: u64 = 200;
@@ -60,11 +58,11 @@ struct MeetingArgs {
 #[macros::function(
     query,
     path = "notes/queries:getMeetingNotes",
+    access = crate::meetings::observer_access,
     args = v::object([("meetingId", v::id("meetings"))]),
     returns = v::union([notes_doc_validator(), v::null()])
 )]
 async fn get_meeting_notes(ctx: QueryCtx, args: MeetingArgs) -> Result<Value> {
-    require_access(&ctx.db, &ctx.auth, args.meeting_id, MeetingRole::Observer).await?;
     Ok(notes_doc(&ctx.db, args.meeting_id)
         .await?
         .map_or(Value::Null, |d| d.into_value()))
@@ -126,6 +124,7 @@ struct OpsArgs {
 #[macros::function(
     query,
     path = "notes/queries:getNoteOperations",
+    access = crate::meetings::observer_access,
     args = v::object([
         ("meetingId", v::id("meetings")),
         ("fromSequence", v::number()),
@@ -146,7 +145,6 @@ struct OpsArgs {
     ])
 )]
 async fn get_note_operations(ctx: QueryCtx, args: OpsArgs) -> Result<serde_json::Value> {
-    require_access(&ctx.db, &ctx.auth, args.meeting_id, MeetingRole::Observer).await?;
     let from = whole(args.from_sequence, "fromSequence")?;
     let limit = match args.limit {
         Some(l) => whole(l, "limit")?,

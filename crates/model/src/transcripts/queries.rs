@@ -17,9 +17,8 @@ use serde_json::json;
 use values::{Validator, Value, v};
 
 use super::segment_fields;
-use crate::auth::MeetingRole;
 use crate::ids::{Id, Meetings};
-use crate::meetings::{require_access, with_system_fields};
+use crate::meetings::with_system_fields;
 
 /// The validator of one chunk as readers return it.
 pub(crate) fn chunk_out_validator() -> Validator {
@@ -168,6 +167,7 @@ struct ListArgs {
 #[macros::function(
     query,
     path = "transcripts/queries:listTranscriptChunks",
+    access = crate::meetings::observer_access,
     args = v::object([
         ("meetingId", v::id("meetings")),
         ("fromSequence", v::optional(v::number())),
@@ -179,7 +179,6 @@ struct ListArgs {
     ])
 )]
 async fn list_transcript_chunks(ctx: QueryCtx, args: ListArgs) -> Result<Value> {
-    require_access(&ctx.db, &ctx.auth, args.meeting_id, MeetingRole::Observer).await?;
     let from = check_cursor(args.from_sequence)?;
     let limit = check_limit(args.limit, 100, 500)?;
     let docs = after_sequence(&ctx.db, args.meeting_id, from, limit).await?;
@@ -246,11 +245,11 @@ async fn segments(db: &DbReader, meeting: Id<Meetings>, limit: Option<f64>) -> R
 #[macros::function(
     query,
     path = "transcripts/queries:getTranscriptSegments",
+    access = crate::meetings::observer_access,
     args = v::object([("meetingId", v::id("meetings")), ("limit", v::optional(v::number()))]),
     returns = v::array(segment_doc_validator())
 )]
 async fn get_transcript_segments(ctx: QueryCtx, args: SegmentsArgs) -> Result<Value> {
-    require_access(&ctx.db, &ctx.auth, args.meeting_id, MeetingRole::Observer).await?;
     segments(&ctx.db, args.meeting_id, args.limit).await
 }
 
@@ -359,6 +358,7 @@ struct SearchArgs {
 #[macros::function(
     query,
     path = "transcripts/queries:searchTranscripts",
+    access = crate::meetings::observer_access,
     args = v::object([
         ("meetingId", v::id("meetings")),
         ("query", v::string()),
@@ -370,7 +370,6 @@ struct SearchArgs {
     ])
 )]
 async fn search_transcripts(ctx: QueryCtx, args: SearchArgs) -> Result<serde_json::Value> {
-    require_access(&ctx.db, &ctx.auth, args.meeting_id, MeetingRole::Observer).await?;
     let text = args.query.trim();
     if text.is_empty() {
         return Err(Error::validation("Search query cannot be empty"));
