@@ -407,17 +407,17 @@ async fn a_query_with_a_separate_access_check_keeps_the_caller_out_of_its_body()
 
     // Whole: the check, then a body that does not see the caller.
     let whole = rt
-        .run_query(&peek, args("secret"), person("alice"), None, None)
+        .run_query(peek, args("secret"), person("alice"), None, None)
         .await;
     assert_eq!(
         whole.result.expect("alice may peek"),
         json(json!({ "room": "secret", "seenAs": null }))
     );
     let denied = rt
-        .run_query(&peek, args("secret"), person("bob"), None, None)
+        .run_query(peek, args("secret"), person("bob"), None, None)
         .await;
     expect_err(denied.result, ErrorCode::Forbidden);
-    let anonymous = rt.run_query(&peek, args("lobby"), None, None, None).await;
+    let anonymous = rt.run_query(peek, args("lobby"), None, None, None).await;
     expect_err(anonymous.result, ErrorCode::Unauthorized);
     // Through the public entry point too.
     expect_err(
@@ -434,7 +434,7 @@ async fn a_query_with_a_separate_access_check_keeps_the_caller_out_of_its_body()
     // The parts: the check's value is null; the body ignores the caller.
     let check = rt
         .run_query_part(
-            &peek,
+            peek,
             QueryPart::Access,
             args("secret"),
             person("alice"),
@@ -445,7 +445,7 @@ async fn a_query_with_a_separate_access_check_keeps_the_caller_out_of_its_body()
     assert_eq!(check.result.expect("allowed"), Value::Null);
     let check = rt
         .run_query_part(
-            &peek,
+            peek,
             QueryPart::Access,
             args("secret"),
             person("bob"),
@@ -456,7 +456,7 @@ async fn a_query_with_a_separate_access_check_keeps_the_caller_out_of_its_body()
     expect_err(check.result, ErrorCode::Forbidden);
     let body = rt
         .run_query_part(
-            &peek,
+            peek,
             QueryPart::Body,
             args("lobby"),
             person("alice"),
@@ -474,7 +474,7 @@ async fn a_query_with_a_separate_access_check_keeps_the_caller_out_of_its_body()
     assert!(!add.shares_body_across_identities());
     let part = rt
         .run_query_part(
-            &add,
+            add,
             QueryPart::Body,
             json(json!({"a": 1, "b": 2})),
             None,
