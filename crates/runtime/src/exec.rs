@@ -121,14 +121,19 @@ pub struct SessionRequest {
 }
 
 fn record_metrics(spec: &FunctionSpec, started: Instant, ok: bool) {
-    let status = if ok { "success" } else { "error" };
-    metrics::histogram!(
-        "connvo_function_seconds",
-        "path" => spec.path.clone(),
-        "kind" => spec.kind.as_str(),
-        "status" => status
-    )
-    .record(started.elapsed().as_secs_f64());
+    // The handles are looked up once per function: by labels on every run,
+    // the recorder hashes the key (cloning the path) and takes a lock.
+    let timers = spec.timers.get_or_init(|| {
+        ["success", "error"].map(|status| {
+            metrics::histogram!(
+                "connvo_function_seconds",
+                "path" => spec.path.clone(),
+                "kind" => spec.kind.as_str(),
+                "status" => status
+            )
+        })
+    });
+    timers[usize::from(!ok)].record(started.elapsed().as_secs_f64());
 }
 
 async fn guarded<F>(timeout: Duration, what: &str, fut: F) -> Result<Value>

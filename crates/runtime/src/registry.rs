@@ -117,6 +117,9 @@ pub struct FunctionSpec {
     /// ([`FunctionDef::query_with_access`]): the two parts. `handler` then
     /// runs both in order.
     pub(crate) split: Option<SplitQuery>,
+    /// `connvo_function_seconds` for this function, `[success, error]`,
+    /// registered on first use (see `exec::record_metrics`).
+    pub(crate) timers: std::sync::OnceLock<[metrics::Histogram; 2]>,
 }
 
 /// A query whose result does not depend on who asks, once they may ask.
@@ -230,6 +233,7 @@ impl FunctionDef {
             retry: self.retry,
             handler,
             split: None,
+            timers: std::sync::OnceLock::new(),
         }
     }
 
