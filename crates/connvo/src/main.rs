@@ -158,6 +158,15 @@ struct ServeArgs {
     /// Largest WebSocket message, in bytes.
     #[arg(long, env = "CONNVO_MAX_MESSAGE_BYTES", default_value_t = 1 << 20)]
     max_message_bytes: usize,
+    /// A WebSocket mutation that waited longer than this many milliseconds in
+    /// its connection's queue is not run and fails with `OVERLOADED`
+    /// (retryable; nothing written). 0: no limit.
+    #[arg(
+        long,
+        env = "CONNVO_MUTATION_QUEUE_TIMEOUT_MS",
+        default_value_t = 10_000
+    )]
+    mutation_queue_timeout_ms: u64,
     /// SQLite durability: `pipelined` fsyncs each commit group from a thread
     /// of its own while the next group is written; `full` inside the commit;
     /// `normal` survives process crashes only.
@@ -383,6 +392,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         max_ws_message_bytes: args.max_message_bytes,
         max_connections: args.max_connections,
         allowed_origins: args.allowed_origins.clone(),
+        mutation_queue_timeout: (args.mutation_queue_timeout_ms > 0)
+            .then(|| Duration::from_millis(args.mutation_queue_timeout_ms)),
         ..ServerConfig::default()
     };
     let state = AppState::new(

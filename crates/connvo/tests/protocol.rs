@@ -653,3 +653,69 @@ async fn identity_version_mismatch_and_mutation_before_connect_are_fatal() {
     assert_eq!(num(&value), 0.0, "the mutation must not have run");
     server.assert_healthy().await;
 }
+
+#[tokio::test]
+async fn mutations_that_waited_past_the_queue_timeout_are_shed_with_overloaded_and_not_run() {
+    let dir = TestDir::new();
+    let server = Server::start(
+        &dir,
+        ServerOptions {
+            extra_args: vec!["--mutation-queue-timeout-ms".into(), "5".into()],
+            ..ServerOptions::default()
+        },
+    );
+    let counter = unique("shed");
+    let mut c = Client::open(&server, SYNC_PATH, &session_id(), 0).await;
+    c.modify(0, json!([])).await;
+    c.transition().await;
+    // A burst on one socket: its mutations run one at a time, each a
+    // durable commit, so the later ones wait in the queue well past 5 ms.
+    const BURST: u32 = 200;
+    for id in 0..BURST {
+        c.mutation(id, "testing/counter:increment", json!({"name": counter}))
+            .await;
+    }
+    let mut ran = Vec::new();
+    let mut shed = 0;
+    let mut seen = 0;
+    while seen < BURST {
+        let m = c.ws.recv().await;
+        if m["type"] == "Transition" {
+            c.apply(&m);
+            continue;
+        }
+        assert_eq!(m["type"], "MutationResponse", "{m}");
+        assert_eq!(m["requestId"], seen, "responses come in request order: {m}");
+        seen += 1;
+        if m["success"] == true {
+            ran.push(num(&m["result"]));
+        } else {
+            shed += 1;
+            // A system error, like Convex's: a message, no `errorData`.
+            assert!(m.get("errorData").is_none(), "{m}");
+            let message = m["result"].as_str().unwrap_or_default();
+            assert!(message.starts_with("The server is overloaded"), "{m}");
+            assert!(message.contains("was not run"), "{m}");
+        }
+    }
+    assert!(shed > 0, "no mutation waited 5 ms behind {BURST} commits");
+    // What ran, ran once and in order; what was shed wrote nothing.
+    let expected: Vec<f64> = (1..=ran.len()).map(|n| n as f64).collect();
+    assert_eq!(ran, expected);
+    let value = common::call_ok(
+        &common::http_client(),
+        &server.base_url(),
+        "query",
+        "testing/counter:get",
+        json!({"name": counter}),
+    )
+    .await;
+    assert_eq!(num(&value), ran.len() as f64, "{shed} shed");
+    // The socket stays usable, and a shed request may be sent again.
+    let again = c
+        .mutate_and_sync(BURST, "testing/counter:increment", json!({"name": counter}))
+        .await;
+    assert_eq!(num(&again["result"]), ran.len() as f64 + 1.0, "{again}");
+    c.ws.close().await;
+    server.assert_healthy().await;
+}

@@ -280,6 +280,18 @@ pub fn args_object(args: &[Value]) -> Result<&Map<String, Value>, ProtocolError>
     }
 }
 
+/// Like [`args_object`], taking the arguments by value (no copy of the map).
+pub fn args_object_owned(args: Vec<Value>) -> Result<Map<String, Value>, ProtocolError> {
+    args_object(&args)?;
+    match args.into_iter().next() {
+        Some(Value::Object(obj)) => Ok(obj),
+        // `args_object` accepted exactly one object.
+        _ => Err(ProtocolError::bad_request(
+            "`args` must be an array containing exactly one object, like [{}]",
+        )),
+    }
+}
+
 /// A short description of a JSON value's type, for error messages.
 pub(crate) fn describe(value: &Value) -> &'static str {
     match value {

@@ -57,7 +57,7 @@ pub mod udf_path;
 
 pub use client::{
     AuthToken, ClientMessage, MAX_SESSION_ID_LEN, QuerySetModification, args_object,
-    parse_client_message,
+    args_object_owned, parse_client_message,
 };
 pub use error::{MAX_CLOSE_REASON_BYTES, ProtocolError, ProtocolErrorKind};
 pub use http::{

@@ -47,6 +47,11 @@ pub struct ServerConfig {
     pub client_timeout: Duration,
     /// Transitions larger than this are split into `TransitionChunk`s.
     pub transition_chunk_bytes: usize,
+    /// A WebSocket mutation that waited longer than this in its connection's
+    /// queue is not run: it fails with `OVERLOADED` (retryable, nothing
+    /// written), so an overloaded server sheds work instead of queueing it
+    /// without bound. `None`: wait as long as it takes.
+    pub mutation_queue_timeout: Option<Duration>,
 }
 
 impl Default for ServerConfig {
@@ -60,6 +65,7 @@ impl Default for ServerConfig {
             ping_interval: Duration::from_secs(15),
             client_timeout: Duration::from_secs(120),
             transition_chunk_bytes: 5_000_000,
+            mutation_queue_timeout: Some(Duration::from_secs(10)),
         }
     }
 }

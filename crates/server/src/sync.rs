@@ -36,9 +36,9 @@ use protocol::{
 use runtime::{FunctionKind, SessionRequest};
 use tokio::sync::{Notify, mpsc};
 
-use crate::AppState;
 use crate::calls::{client_error_data, client_message, decode_args, log_function_error};
 use crate::live::{QueryKey, QueryResult, SharedQuery, identity_key};
+use crate::{AppState, ServerConfig};
 
 /// Upgrades `/api/sync` and `/api/{version}/sync`.
 pub async fn upgrade(
@@ -103,6 +103,8 @@ struct MutationJob {
     args: Vec<serde_json::Value>,
     identity: Option<Arc<Identity>>,
     session_id: String,
+    /// When the message was read (for `ServerConfig::mutation_queue_timeout`).
+    received: Instant,
 }
 
 struct MutationDone {
@@ -364,16 +366,23 @@ async fn run_mutations(
     mut jobs: mpsc::Receiver<Box<MutationJob>>,
     done: mpsc::UnboundedSender<Box<MutationDone>>,
 ) {
-    while let Some(job) = jobs.recv().await {
+    while let Some(mut job) = jobs.recv().await {
+        if let Some(shed) = shed_if_stale(&state.config, &job) {
+            if done.send(Box::new(shed)).is_err() {
+                return;
+            }
+            continue;
+        }
         let result = async {
             let path = protocol::canonicalize_udf_path(&job.udf_path)
                 .map_err(|e| Error::bad_request(e.to_string()))?;
             let spec = state
                 .runtime
                 .resolve_public(&path, Some(FunctionKind::Mutation))?;
-            let args =
-                protocol::args_object(&job.args).map_err(|e| Error::bad_request(e.to_string()))?;
-            let args = decode_args(serde_json::Value::Object(args.clone()))?;
+            // Moved out, not cloned: the job is done with them.
+            let args = protocol::args_object_owned(std::mem::take(&mut job.args))
+                .map_err(|e| Error::bad_request(e.to_string()))?;
+            let args = decode_args(serde_json::Value::Object(args))?;
             let session = SessionRequest {
                 session_id: job.session_id.clone(),
                 request_id: job.request_id,
@@ -421,6 +430,32 @@ async fn run_mutations(
             return;
         }
     }
+}
+
+/// The `OVERLOADED` answer to a mutation that waited in its connection's
+/// queue past `ServerConfig::mutation_queue_timeout`, or `None` if it may run.
+/// Nothing of it ran, so the client may send it again (with a new request id,
+/// or the same one on a new connection: it was not recorded as done).
+fn shed_if_stale(config: &ServerConfig, job: &MutationJob) -> Option<MutationDone> {
+    let limit = config.mutation_queue_timeout?;
+    let waited = job.received.elapsed();
+    if waited <= limit {
+        return None;
+    }
+    metrics::counter!("connvo_mutations_shed_total").increment(1);
+    Some(MutationDone {
+        request_id: job.request_id,
+        result: Err(Error::new(
+            ErrorCode::Overloaded,
+            format!(
+                "The server is overloaded: this mutation waited {} ms in its connection's \
+                 queue (limit {} ms) and was not run; retry later",
+                waited.as_millis(),
+                limit.as_millis()
+            ),
+        )),
+        log_lines: Vec::new(),
+    })
 }
 
 fn fatal(reason: impl Into<String>) -> Exit {
@@ -587,6 +622,7 @@ impl Worker {
                     args,
                     identity: self.identity.clone(),
                     session_id,
+                    received: Instant::now(),
                 };
                 if mutations.try_send(Box::new(job)).is_err() {
                     let msg = ServerMessage::MutationResponse {
