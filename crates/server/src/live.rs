@@ -182,20 +182,38 @@ impl QueryResult {
     }
 }
 
+/// What a [`SharedQuery`] runs.
+enum Role {
+    /// An ordinary query, run whole.
+    Whole,
+    /// One identity's query of a function with a separate access check: the
+    /// check's newest result, composed with the shared body.
+    Access {
+        body: Arc<SharedQuery>,
+        check: Mutex<Option<Arc<QueryResult>>>,
+    },
+    /// The identity-free body of such a function, shared by every identity.
+    Body,
+}
+
+impl Role {
+    /// The part of the function this role executes on its own.
+    fn part(&self) -> QueryPart {
+        match self {
+            Role::Whole => QueryPart::Whole,
+            Role::Access { .. } => QueryPart::Access,
+            Role::Body => QueryPart::Body,
+        }
+    }
+}
+
 /// A query shared by every socket subscribed to its key.
 pub struct SharedQuery {
     key: QueryKey,
     spec: Arc<FunctionSpec>,
     args: Value,
     identity: Option<Arc<Identity>>,
-    /// `Whole` for an ordinary query; for a query with a separate access
-    /// check, `Access` (one identity's query, composed with `body`) or
-    /// `Body` (the shared, identity-free part).
-    part: QueryPart,
-    /// The shared body (`part == Access` only).
-    body: Option<Arc<SharedQuery>>,
-    /// The newest access check result (`part == Access` only).
-    access: Mutex<Option<Arc<QueryResult>>>,
+    role: Role,
     journal: Mutex<Option<String>>,
     current: Mutex<Option<Arc<QueryResult>>>,
     exec: tokio::sync::Mutex<()>,
@@ -265,38 +283,37 @@ impl SharedQuery {
     pub async fn run_at(&self, snapshot: Arc<dyn persistence::Snapshot>) -> Arc<QueryResult> {
         // An identity's query runs whole (check and body) here; the body
         // holds the pagination journal.
-        let (part, journal) = match (self.part, &self.body) {
-            (QueryPart::Access, Some(body)) => (QueryPart::Whole, body.journal.lock().clone()),
-            (part, _) => (part, self.journal.lock().clone()),
+        let (part, journal) = match &self.role {
+            Role::Access { body, .. } => (QueryPart::Whole, body.journal.lock().clone()),
+            role => (role.part(), self.journal.lock().clone()),
         };
-        let out = self
-            .runtime
+        let out = self.run(part, Some(snapshot), journal).await;
+        Arc::new(self.make_result(out))
+    }
+
+    /// Runs `part` of this query's function with its arguments and identity.
+    async fn run(
+        &self,
+        part: QueryPart,
+        snapshot: Option<Arc<dyn persistence::Snapshot>>,
+        journal: Option<String>,
+    ) -> runtime::QueryOutcome {
+        self.runtime
             .run_query_part(
                 &self.spec,
                 part,
                 self.args.clone(),
                 self.identity.clone(),
-                Some(snapshot),
+                snapshot,
                 journal,
             )
-            .await;
-        Arc::new(self.make_result(out))
+            .await
     }
 
     /// Runs this query's own part at a fresh snapshot.
     async fn execute(&self, part: QueryPart) -> QueryResult {
         let journal = self.journal.lock().clone();
-        let out = self
-            .runtime
-            .run_query_part(
-                &self.spec,
-                part,
-                self.args.clone(),
-                self.identity.clone(),
-                None,
-                journal,
-            )
-            .await;
+        let out = self.run(part, None, journal).await;
         if out.journal.is_some() {
             *self.journal.lock() = out.journal.clone();
         }
@@ -341,16 +358,16 @@ impl SharedQuery {
         {
             return cur;
         }
-        let result = match (self.part, &self.body) {
-            (QueryPart::Access, Some(body)) => {
+        let result = match &self.role {
+            Role::Access { body, check } => {
                 // The check re-runs only when what it read changed; the
                 // body is shared (one execution per invalidation).
-                let current = self.access.lock().clone();
+                let current = check.lock().clone();
                 let access = match current {
                     Some(a) if !a.is_invalidated() => a,
                     _ => {
                         let a = Arc::new(self.execute(QueryPart::Access).await);
-                        *self.access.lock() = Some(Arc::clone(&a));
+                        *check.lock() = Some(Arc::clone(&a));
                         a
                     }
                 };
@@ -360,9 +377,9 @@ impl SharedQuery {
                 };
                 Arc::new(QueryResult::compose(access, body))
             }
-            (part, _) => {
+            role => {
                 metrics::counter!("connvo_query_executions_total").increment(1);
-                Arc::new(self.execute(part).await)
+                Arc::new(self.execute(role.part()).await)
             }
         };
         *self.current.lock() = Some(Arc::clone(&result));
@@ -430,7 +447,7 @@ impl LiveQueries {
             map.retain(|_, w| w.strong_count() > 0);
         }
         if !spec.shares_body_across_identities() {
-            return self.create(&mut map, key, spec, args, identity, QueryPart::Whole, None);
+            return self.create(&mut map, key, spec, args, identity, Role::Whole);
         }
         let body_key = QueryKey {
             identity: BODY_IDENTITY.to_owned(),
@@ -444,22 +461,16 @@ impl LiveQueries {
                 Arc::clone(&spec),
                 args.clone(),
                 None,
-                QueryPart::Body,
-                None,
+                Role::Body,
             ),
         };
-        self.create(
-            &mut map,
-            key,
-            spec,
-            args,
-            identity,
-            QueryPart::Access,
-            Some(body),
-        )
+        let role = Role::Access {
+            body,
+            check: Mutex::new(None),
+        };
+        self.create(&mut map, key, spec, args, identity, role)
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn create(
         &self,
         map: &mut HashMap<QueryKey, Weak<SharedQuery>>,
@@ -467,8 +478,7 @@ impl LiveQueries {
         spec: Arc<FunctionSpec>,
         args: Value,
         identity: Option<Arc<Identity>>,
-        part: QueryPart,
-        body: Option<Arc<SharedQuery>>,
+        role: Role,
     ) -> Arc<SharedQuery> {
         let closed = Arc::new(Notify::new());
         let query = Arc::new(SharedQuery {
@@ -477,9 +487,7 @@ impl LiveQueries {
             spec,
             args,
             identity,
-            part,
-            body,
-            access: Mutex::new(None),
+            role,
             current: Mutex::new(None),
             exec: tokio::sync::Mutex::new(()),
             watchers: Mutex::new(Vec::new()),
