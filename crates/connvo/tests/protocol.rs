@@ -665,7 +665,8 @@ async fn mutations_that_waited_past_the_queue_timeout_are_shed_with_overloaded_a
         },
     );
     let counter = unique("shed");
-    let mut c = Client::open(&server, SYNC_PATH, &session_id(), 0).await;
+    let session = session_id();
+    let mut c = Client::open(&server, SYNC_PATH, &session, 0).await;
     c.modify(0, json!([])).await;
     c.transition().await;
     // A burst on one socket: its mutations run one at a time, each a
@@ -717,5 +718,33 @@ async fn mutations_that_waited_past_the_queue_timeout_are_shed_with_overloaded_a
         .await;
     assert_eq!(num(&again["result"]), ran.len() as f64 + 1.0, "{again}");
     c.ws.close().await;
+
+    // After a reconnect, a request that already committed is re-sent behind
+    // a new burst: however long it waited, it gets its stored result, not
+    // `OVERLOADED` (it did run).
+    assert!(!ran.is_empty(), "request 0 ran");
+    let mut d = Client::open(&server, SYNC_PATH, &session, 1).await;
+    d.modify(0, json!([])).await;
+    d.transition().await;
+    let other = unique("shed-other");
+    for id in 1000..1100 {
+        d.mutation(id, "testing/counter:increment", json!({"name": other}))
+            .await;
+    }
+    d.mutation(0, "testing/counter:increment", json!({"name": counter}))
+        .await;
+    let resent = loop {
+        let m = d.ws.recv().await;
+        if m["type"] == "Transition" {
+            d.apply(&m);
+            continue;
+        }
+        if m["type"] == "MutationResponse" && m["requestId"] == 0 {
+            break m;
+        }
+    };
+    assert_eq!(resent["success"], true, "{resent}");
+    assert_eq!(num(&resent["result"]), 1.0, "the stored result: {resent}");
+    d.ws.close().await;
     server.assert_healthy().await;
 }

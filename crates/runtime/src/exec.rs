@@ -118,6 +118,10 @@ pub struct SessionRequest {
     pub session_id: String,
     /// The mutation's `requestId`.
     pub request_id: u32,
+    /// If the mutation has not started by then, it is not run and fails with
+    /// `OVERLOADED` (the WebSocket queue's time limit) — unless this request
+    /// already committed earlier, whose stored result is returned as always.
+    pub start_by: Option<Instant>,
 }
 
 fn record_metrics(spec: &FunctionSpec, started: Instant, ok: bool) {
@@ -499,6 +503,20 @@ impl Runtime {
                     }
                     Ok(None) => {}
                     Err(e) => return fail(e, Vec::new()),
+                }
+                if attempt == 0
+                    && let Some(start_by) = session.start_by
+                    && Instant::now() > start_by
+                {
+                    metrics::counter!("connvo_mutations_shed_total").increment(1);
+                    return fail(
+                        Error::new(
+                            ErrorCode::Overloaded,
+                            "The server is overloaded: this mutation waited in its \
+                             connection's queue past the time limit and was not run; retry later",
+                        ),
+                        Vec::new(),
+                    );
                 }
             }
             if let Some(job) = job {

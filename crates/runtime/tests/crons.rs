@@ -210,6 +210,7 @@ async fn system_cleanup_crons_remove_old_session_requests_and_finished_jobs() {
     let session = runtime::SessionRequest {
         session_id: "s1".into(),
         request_id: 1,
+        start_by: None,
     };
     let out = env
         .rt

@@ -261,7 +261,53 @@ fn session(request_id: u32) -> Option<SessionRequest> {
     Some(SessionRequest {
         session_id: "3f1c2a7e-session".to_owned(),
         request_id,
+        start_by: None,
     })
+}
+
+/// A request past its start deadline is not run (`OVERLOADED`, nothing
+/// written), but one that already committed still gets its stored result.
+#[tokio::test]
+async fn a_request_past_its_start_deadline_is_shed_unless_it_already_committed() {
+    let probes = Arc::new(Probes::default());
+    let env = Env::new(registry(Arc::clone(&probes))).await;
+    let spec = env.rt.registry().get("effects:once").unwrap().clone();
+    let late = |request_id: u32| {
+        let mut s = session(request_id).unwrap();
+        s.start_by = Some(std::time::Instant::now() - std::time::Duration::from_millis(1));
+        Some(s)
+    };
+    let first = env
+        .rt
+        .run_mutation(&spec, json(json!({ "tag": "x" })), None, session(1))
+        .await
+        .result
+        .unwrap();
+
+    let shed = env
+        .rt
+        .run_mutation(&spec, json(json!({ "tag": "x" })), None, late(2))
+        .await;
+    let err = expect_err(shed.result, ErrorCode::Overloaded);
+    assert!(err.message().contains("was not run"), "{err}");
+    assert_eq!(probes.dedup_runs.load(Ordering::SeqCst), 1, "not run");
+    assert_eq!(env.count("effects").await, 1, "nothing written");
+
+    // The committed request, re-sent and queued past the deadline: its result.
+    let resent = env
+        .rt
+        .run_mutation(&spec, json(json!({ "tag": "x" })), None, late(1))
+        .await;
+    assert_eq!(resent.result.unwrap().to_json(), first.to_json());
+    assert_eq!(probes.dedup_runs.load(Ordering::SeqCst), 1);
+
+    // The shed request may be sent again in time.
+    let again = env
+        .rt
+        .run_mutation(&spec, json(json!({ "tag": "x" })), None, session(2))
+        .await;
+    assert!(again.result.is_ok());
+    assert_eq!(env.count("effects").await, 2);
 }
 
 #[tokio::test]

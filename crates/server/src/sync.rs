@@ -36,9 +36,9 @@ use protocol::{
 use runtime::{FunctionKind, SessionRequest};
 use tokio::sync::{Notify, mpsc};
 
+use crate::AppState;
 use crate::calls::{client_error_data, client_message, decode_args, log_function_error};
 use crate::live::{QueryKey, QueryResult, SharedQuery, identity_key};
-use crate::{AppState, ServerConfig};
 
 /// Upgrades `/api/sync` and `/api/{version}/sync`.
 pub async fn upgrade(
@@ -367,12 +367,6 @@ async fn run_mutations(
     done: mpsc::UnboundedSender<Box<MutationDone>>,
 ) {
     while let Some(mut job) = jobs.recv().await {
-        if let Some(shed) = shed_if_stale(&state.config, &job) {
-            if done.send(Box::new(shed)).is_err() {
-                return;
-            }
-            continue;
-        }
         let result = async {
             let path = protocol::canonicalize_udf_path(&job.udf_path)
                 .map_err(|e| Error::bad_request(e.to_string()))?;
@@ -386,6 +380,10 @@ async fn run_mutations(
             let session = SessionRequest {
                 session_id: job.session_id.clone(),
                 request_id: job.request_id,
+                start_by: state
+                    .config
+                    .mutation_queue_timeout
+                    .map(|limit| job.received + limit),
             };
             // Boxed: the mutation's future is large, and inline it would
             // make every idle connection's task that large.
@@ -430,32 +428,6 @@ async fn run_mutations(
             return;
         }
     }
-}
-
-/// The `OVERLOADED` answer to a mutation that waited in its connection's
-/// queue past `ServerConfig::mutation_queue_timeout`, or `None` if it may run.
-/// Nothing of it ran, so the client may send it again (with a new request id,
-/// or the same one on a new connection: it was not recorded as done).
-fn shed_if_stale(config: &ServerConfig, job: &MutationJob) -> Option<MutationDone> {
-    let limit = config.mutation_queue_timeout?;
-    let waited = job.received.elapsed();
-    if waited <= limit {
-        return None;
-    }
-    metrics::counter!("connvo_mutations_shed_total").increment(1);
-    Some(MutationDone {
-        request_id: job.request_id,
-        result: Err(Error::new(
-            ErrorCode::Overloaded,
-            format!(
-                "The server is overloaded: this mutation waited {} ms in its connection's \
-                 queue (limit {} ms) and was not run; retry later",
-                waited.as_millis(),
-                limit.as_millis()
-            ),
-        )),
-        log_lines: Vec::new(),
-    })
 }
 
 fn fatal(reason: impl Into<String>) -> Exit {
