@@ -111,11 +111,27 @@ pub struct ActionOutcome {
     pub log_lines: Vec<String>,
 }
 
+/// Which socket of its session a WebSocket mutation arrived on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionSocket {
+    /// The session's first socket (`Connect.connectionCount` 0): no earlier
+    /// socket of this session can have committed a request, so there is no
+    /// stored result to look up and the lookup is skipped. A client that
+    /// claims this on a later socket only loses its own de-duplication.
+    First,
+    /// A later socket (`connectionCount` > 0): the client re-sends requests
+    /// it saw no response to, so every request is looked up first.
+    Later,
+}
+
 /// Identifies a WebSocket mutation for exactly-once execution.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionRequest {
     /// The client's `Connect.sessionId`.
-    pub session_id: String,
+    pub session_id: Arc<str>,
+    /// Which socket of the session sent it (whether to look for a stored
+    /// result; the result is stored either way).
+    pub socket: SessionSocket,
     /// The mutation's `requestId`.
     pub request_id: u32,
     /// If the mutation has not started by then, it is not run and fails with
@@ -493,16 +509,18 @@ impl Runtime {
                 false,
             );
             if let Some(session) = &session {
-                match lookup_session_request(&ctx, session).await {
-                    Ok(Some((result, lines))) => {
-                        return MutationOutcome {
-                            result: Ok(result),
-                            log_lines: lines,
-                            ts: Some(read_ts),
-                        };
+                if session.socket == SessionSocket::Later {
+                    match lookup_session_request(&ctx, session).await {
+                        Ok(Some((result, lines))) => {
+                            return MutationOutcome {
+                                result: Ok(result),
+                                log_lines: lines,
+                                ts: Some(read_ts),
+                            };
+                        }
+                        Ok(None) => {}
+                        Err(e) => return fail(e, Vec::new()),
                     }
-                    Ok(None) => {}
-                    Err(e) => return fail(e, Vec::new()),
                 }
                 if attempt == 0
                     && let Some(start_by) = session.start_by
@@ -542,10 +560,7 @@ impl Runtime {
             if let Some(session) = &session {
                 let lines = Value::Array(log.snapshot().into_iter().map(Value::String).collect());
                 let record = Value::object([
-                    (
-                        "sessionId".to_owned(),
-                        Value::String(session.session_id.clone()),
-                    ),
+                    ("sessionId".to_owned(), Value::from(&*session.session_id)),
                     (
                         "requestId".to_owned(),
                         Value::Float64(f64::from(session.request_id)),
@@ -733,7 +748,7 @@ async fn lookup_session_request(
         .db
         .query(SESSION_REQUESTS_TABLE)
         .with_index("by_request", |r| {
-            r.eq("sessionId", session.session_id.as_str())
+            r.eq("sessionId", &*session.session_id)
                 .eq("requestId", f64::from(session.request_id))
         })
         .order(Order::Asc)

@@ -23,7 +23,8 @@ pub use context::{
 };
 pub use database::SearchFilter;
 pub use exec::{
-    ActionOutcome, MutationOutcome, QueryOutcome, QueryPart, Runtime, RuntimeConfig, SessionRequest,
+    ActionOutcome, MutationOutcome, QueryOutcome, QueryPart, Runtime, RuntimeConfig,
+    SessionRequest, SessionSocket,
 };
 pub use registry::{
     CronSchedule, FunctionDef, FunctionKind, FunctionSpec, Registry, RetryPolicy, Visibility,

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use common::{Env, add_helpers, expect_err, json};
 use database::Order;
 use errors::{Error, ErrorCode};
-use runtime::{FunctionDef, FunctionKind, Registry, SessionRequest, Visibility};
+use runtime::{FunctionDef, FunctionKind, Registry, SessionRequest, SessionSocket, Visibility};
 use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::Barrier;
@@ -259,10 +259,54 @@ async fn a_mutation_reads_its_own_writes() {
 
 fn session(request_id: u32) -> Option<SessionRequest> {
     Some(SessionRequest {
-        session_id: "3f1c2a7e-session".to_owned(),
+        session_id: "3f1c2a7e-session".into(),
+        socket: SessionSocket::Later,
         request_id,
         start_by: None,
     })
+}
+
+/// On a session's first socket no stored result can exist, so the lookup
+/// is skipped; the result is still stored for the client's later sockets.
+#[tokio::test]
+async fn a_first_socket_request_skips_the_lookup_and_still_stores_its_result() {
+    let probes = Arc::new(Probes::default());
+    let env = Env::new(registry(Arc::clone(&probes))).await;
+    let spec = env.rt.registry().get("effects:once").unwrap().clone();
+    let first_socket = |request_id: u32| {
+        let mut s = session(request_id).unwrap();
+        s.socket = SessionSocket::First;
+        Some(s)
+    };
+    let first = env
+        .rt
+        .run_mutation(&spec, json(json!({ "tag": "x" })), None, first_socket(1))
+        .await
+        .result
+        .unwrap();
+    assert_eq!(first.get("run").and_then(Value::as_f64), Some(1.0));
+    assert_eq!(env.count("_session_requests").await, 1, "stored");
+
+    // Re-sent on a later socket (the client saw no response): the stored
+    // result, not a second run.
+    let resent = env
+        .rt
+        .run_mutation(&spec, json(json!({ "tag": "x" })), None, session(1))
+        .await;
+    assert_eq!(resent.result.unwrap().to_json(), first.to_json());
+    assert_eq!(probes.dedup_runs.load(Ordering::SeqCst), 1);
+
+    // A client that (wrongly) repeats a request id on its first socket is
+    // not looked up: it only loses its own de-duplication.
+    let repeated = env
+        .rt
+        .run_mutation(&spec, json(json!({ "tag": "x" })), None, first_socket(1))
+        .await;
+    assert_eq!(
+        repeated.result.unwrap().get("run").and_then(Value::as_f64),
+        Some(2.0)
+    );
+    assert_eq!(probes.dedup_runs.load(Ordering::SeqCst), 2);
 }
 
 /// A request past its start deadline is not run (`OVERLOADED`, nothing

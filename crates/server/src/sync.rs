@@ -33,7 +33,7 @@ use protocol::{
     AuthToken, ClientMessage, FunctionFailure, FunctionSuccess, MutationSuccess,
     QuerySetModification, QueryValue, ServerMessage, StateModification, StateVersion, WireTs,
 };
-use runtime::{FunctionKind, SessionRequest};
+use runtime::{FunctionKind, SessionRequest, SessionSocket};
 use tokio::sync::{Notify, mpsc};
 
 use crate::AppState;
@@ -102,7 +102,8 @@ struct MutationJob {
     udf_path: String,
     args: Vec<serde_json::Value>,
     identity: Option<Arc<Identity>>,
-    session_id: String,
+    session_id: Arc<str>,
+    socket: SessionSocket,
     /// When the message was read (for `ServerConfig::mutation_queue_timeout`).
     received: Instant,
 }
@@ -129,7 +130,8 @@ enum Exit {
 
 struct Worker {
     state: AppState,
-    session_id: Option<String>,
+    /// `Connect.sessionId`, and which socket of that session this is.
+    session: Option<(Arc<str>, SessionSocket)>,
     received_query_set: u32,
     received_identity: u32,
     current: StateVersion,
@@ -195,7 +197,7 @@ async fn run_socket(state: AppState, socket: WebSocket, _client_version: String)
 
     let mut worker = Worker {
         state: state.clone(),
-        session_id: None,
+        session: None,
         received_query_set: 0,
         received_identity: 0,
         current: StateVersion::initial(),
@@ -378,7 +380,8 @@ async fn run_mutations(
                 .map_err(|e| Error::bad_request(e.to_string()))?;
             let args = decode_args(serde_json::Value::Object(args))?;
             let session = SessionRequest {
-                session_id: job.session_id.clone(),
+                session_id: Arc::clone(&job.session_id),
+                socket: job.socket,
                 request_id: job.request_id,
                 start_by: state
                     .config
@@ -459,10 +462,16 @@ impl Worker {
         match message {
             ClientMessage::Connect {
                 session_id,
+                connection_count,
                 client_ts,
                 ..
             } => {
-                self.session_id = Some(session_id);
+                let socket = if connection_count == 0 {
+                    SessionSocket::First
+                } else {
+                    SessionSocket::Later
+                };
+                self.session = Some((session_id.into(), socket));
                 if let Some(client_ts) = client_ts {
                     let now_ms = self.state.runtime.database().clock().now_ms();
                     self.clock_skew = Some((client_ts - now_ms) as i64);
@@ -585,7 +594,7 @@ impl Worker {
                 args,
                 ..
             } => {
-                let Some(session_id) = self.session_id.clone() else {
+                let Some((session_id, socket)) = self.session.clone() else {
                     return Err(fatal("BadRequest: Mutation before Connect"));
                 };
                 let job = MutationJob {
@@ -594,6 +603,7 @@ impl Worker {
                     args,
                     identity: self.identity.clone(),
                     session_id,
+                    socket,
                     received: Instant::now(),
                 };
                 if mutations.try_send(Box::new(job)).is_err() {
