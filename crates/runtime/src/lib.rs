@@ -29,4 +29,4 @@ pub use exec::{
 pub use registry::{
     CronSchedule, FunctionDef, FunctionKind, FunctionSpec, Registry, RetryPolicy, Visibility,
 };
-pub use scheduler::{JobId, JobState, JobStatus, TickReport, system_tables};
+pub use scheduler::{CLEANUP_BATCH, JobId, JobState, JobStatus, TickReport, system_tables};

@@ -908,11 +908,25 @@ pub const CLEANUP_SESSION_REQUESTS: &str = "_system/cleanup:sessionRequests";
 /// The path of the built-in cleanup of finished jobs.
 pub const CLEANUP_FINISHED_JOBS: &str = "_system/cleanup:finishedJobs";
 /// Most documents one cleanup run deletes (the cron runs hourly).
-const CLEANUP_BATCH: usize = 2000;
+pub const CLEANUP_BATCH: usize = 2000;
+
+/// A cleanup run that deleted a full batch schedules its next run at once,
+/// so a backlog drains in batches of [`CLEANUP_BATCH`] (each its own
+/// commit) instead of 2,000 per hour: a server taking more mutations per
+/// hour than that would otherwise never catch up.
+async fn drain_backlog(ctx: &MutationCtx, function: &str, deleted: usize) -> Result<()> {
+    if deleted >= CLEANUP_BATCH {
+        ctx.scheduler
+            .run_after(Duration::ZERO, function, serde_json::json!({}))
+            .await?;
+    }
+    Ok(())
+}
 
 /// Registers the runtime's own internal functions and crons: hourly removal
 /// of `_session_requests` older than 14 days and of finished jobs older
-/// than 7 days.
+/// than 7 days, each run followed at once by another while it deleted a
+/// full batch.
 pub(crate) fn register_system(registry: &mut crate::Registry) {
     use crate::registry::{CronSchedule, FunctionDef, Visibility};
     use values::v;
@@ -936,6 +950,7 @@ pub(crate) fn register_system(registry: &mut crate::Registry) {
                 for doc in &old {
                     db.delete(doc.id()).await?;
                 }
+                drain_backlog(&ctx, CLEANUP_SESSION_REQUESTS, old.len()).await?;
                 Ok(old.len() as f64)
             }),
     );
@@ -965,6 +980,7 @@ pub(crate) fn register_system(registry: &mut crate::Registry) {
                         break;
                     }
                 }
+                drain_backlog(&ctx, CLEANUP_FINISHED_JOBS, deleted).await?;
                 Ok(deleted as f64)
             }),
     );

@@ -19,6 +19,11 @@ struct NameArgs {
     name: String,
 }
 
+#[derive(Deserialize)]
+struct CountArgs {
+    count: usize,
+}
+
 #[derive(Default)]
 struct Probes {
     interval: AtomicUsize,
@@ -44,6 +49,21 @@ fn registry(p: &Arc<Probes>, with_expr: bool) -> Registry {
                     ctx.db.insert("effects", json!({ "tag": a.name })).await?;
                     Ok(Value::Null)
                 }
+            }),
+    );
+    r.register(
+        FunctionDef::new("crons:seedSessionRequests", Visibility::Internal)
+            .args(v::object([("count", v::number())]))
+            .mutation(|ctx, a: CountArgs| async move {
+                let db = ctx.db.system_writer();
+                for i in 0..a.count {
+                    db.insert(
+                        "_session_requests",
+                        json!({ "sessionId": "seed", "requestId": i, "result": null, "logLines": [] }),
+                    )
+                    .await?;
+                }
+                Ok(Value::Null)
             }),
     );
     r.cron(
@@ -200,6 +220,38 @@ async fn a_removed_cron_loses_its_state_and_stops_firing() {
     assert_eq!(probes.interval.load(Ordering::SeqCst), 1);
 }
 
+/// More old records than one cleanup run deletes: the run that deleted a
+/// full batch schedules the next at once, so the backlog drains within a
+/// few scheduler ticks instead of 2,000 records per hour.
+#[tokio::test]
+async fn a_session_request_backlog_larger_than_one_batch_drains_at_once() {
+    let probes = Arc::new(Probes::default());
+    let env = Env::new(registry(&probes, false)).await;
+    env.rt.sync_crons().await.unwrap();
+    let seed = env
+        .rt
+        .registry()
+        .get("crons:seedSessionRequests")
+        .cloned()
+        .unwrap();
+    let total = runtime::CLEANUP_BATCH * 2 + 500;
+    env.rt
+        .run_mutation(&seed, json(json!({ "count": total })), None, None)
+        .await
+        .result
+        .unwrap();
+    assert_eq!(env.count("_session_requests").await, total);
+    env.clock.advance_ms(15 * 24 * 3600 * 1000);
+    let mut ticks = 0;
+    while env.count("_session_requests").await > 0 {
+        ticks += 1;
+        assert!(ticks <= 6, "still not drained after {ticks} ticks");
+        env.rt.scheduler_tick(true).await.unwrap();
+    }
+    // One batch per run: the cron's run and two follow-ups.
+    assert!(ticks >= 3, "drained in {ticks} ticks");
+}
+
 #[tokio::test]
 async fn system_cleanup_crons_remove_old_session_requests_and_finished_jobs() {
     let probes = Arc::new(Probes::default());
@@ -209,6 +261,7 @@ async fn system_cleanup_crons_remove_old_session_requests_and_finished_jobs() {
     let bump = env.rt.registry().get("crons:bump").cloned().unwrap();
     let session = runtime::SessionRequest {
         session_id: "s1".into(),
+        socket: runtime::SessionSocket::Later,
         request_id: 1,
         start_by: None,
     };
