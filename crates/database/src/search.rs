@@ -129,17 +129,21 @@ pub fn tokenize(text: &str) -> Vec<String> {
 /// The distinct terms indexed for `text`: the first
 /// [`MAX_TERMS_PER_DOCUMENT`] distinct terms, in order of first occurrence.
 pub fn document_terms(text: &str) -> Vec<String> {
-    let mut seen = HashSet::new();
-    let mut out = Vec::new();
-    for term in tokenize(text) {
-        if out.len() >= MAX_TERMS_PER_DOCUMENT {
-            break;
-        }
-        if seen.insert(term.clone()) {
-            out.push(term);
-        }
-    }
-    out
+    let tokens = tokenize(text);
+    // Which tokens are first occurrences, decided over borrowed terms so
+    // that no term is copied (this runs for every indexed document write).
+    let first: Vec<bool> = {
+        let mut seen: HashSet<&str> = HashSet::with_capacity(tokens.len());
+        tokens
+            .iter()
+            .map(|t| seen.len() < MAX_TERMS_PER_DOCUMENT && seen.insert(t.as_str()))
+            .collect()
+    };
+    tokens
+        .into_iter()
+        .zip(first)
+        .filter_map(|(t, keep)| keep.then_some(t))
+        .collect()
 }
 
 /// The text a document contributes to a search index: its search field when
