@@ -298,6 +298,18 @@ async fn convex_error_shape_and_metrics() {
         "bad arguments must not be a server error: {status} {body}"
     );
 
+    // A commit, so the storage counters move.
+    let (status, body) = call(
+        &client,
+        &base,
+        "mutation",
+        "testing/messages:send",
+        json!({"channel": "metrics", "body": "hello"}),
+    )
+    .await
+    .expect("request");
+    assert_eq!(body["status"], "success", "{status} {body}");
+
     let resp = client
         .get(format!("{base}/metrics"))
         .send()
@@ -308,6 +320,19 @@ async fn convex_error_shape_and_metrics() {
     assert!(
         text.contains("connvo_function_seconds"),
         "metrics lack connvo_function_seconds:\n{text}"
+    );
+    // Every commit appends at least one WAL frame (page).
+    let value = |name: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("metrics lack {name}:\n{text}"))
+    };
+    let commits = value("connvo_commits_total");
+    let frames = value("connvo_sqlite_wal_frames_total");
+    assert!(commits >= 1.0, "{commits}");
+    assert!(
+        frames >= commits,
+        "{frames} WAL frames for {commits} commits"
     );
     server.assert_healthy().await;
 }

@@ -110,6 +110,32 @@ pub(crate) fn open_writer(path: &Path, options: &SqliteOptions) -> Result<Connec
     Ok(conn)
 }
 
+/// Counts the WAL frames (database pages, ~4 KiB each) every commit of
+/// `conn` appends, in `connvo_sqlite_wal_frames_total`: the write volume
+/// per transaction, which the checkpointer copies back once more and every
+/// reader then reads again. SQLite reports the WAL's length after each
+/// commit; a length shorter than the last means the WAL rewound and all of
+/// it is this commit's (a rewind to a WAL longer than the one before is
+/// undercounted, which takes a commit as long as the whole previous WAL).
+/// Installed after `wal_autocheckpoint` is set, which replaces the hook.
+pub(crate) fn count_wal_frames(conn: &mut Connection) -> Result<()> {
+    let frames = metrics::counter!("connvo_sqlite_wal_frames_total");
+    let mut last = 0;
+    conn.wal_hook(Some(
+        move |_: &mut rusqlite::hooks::Wal, length: std::os::raw::c_int| {
+            let appended = if length >= last {
+                length - last
+            } else {
+                length
+            };
+            last = length;
+            frames.increment(u64::try_from(appended).unwrap_or(0));
+            Ok(())
+        },
+    ))
+    .context("install the WAL hook")
+}
+
 /// Opens one read-only connection of the read pool.
 pub(crate) fn open_reader(path: &Path) -> Result<Connection> {
     let flags = OpenFlags::SQLITE_OPEN_READ_ONLY

@@ -157,6 +157,7 @@ impl SqlitePersistence {
         schema::migrate(&mut conn)?;
         conn.pragma_update(None, "wal_autocheckpoint", 0)
             .map_err(|e| Error::internal(format!("sqlite: set wal_autocheckpoint: {e}")))?;
+        conn::count_wal_frames(&mut conn)?;
         // The migration committed with the chosen `synchronous`; from now on
         // a pipelined store's commits are synced by the syncer instead.
         let pipelined = options.synchronous_full && options.pipelined_sync;

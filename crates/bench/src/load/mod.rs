@@ -110,6 +110,10 @@ pub struct Results {
     pub server_commits_per_s: Option<f64>,
     /// Server query executions per second (from /metrics).
     pub query_executions_per_s: Option<f64>,
+    /// SQLite WAL frames (~4 KiB pages) appended per server commit during
+    /// the window (from /metrics; SQLite servers only): the write volume of
+    /// one transaction.
+    pub wal_frames_per_commit: Option<f64>,
     /// Updates sent, acknowledged, failed (whole run).
     pub sent: u64,
     /// Acknowledged updates.
@@ -428,6 +432,11 @@ async fn run_async(args: LoadArgs) -> anyhow::Result<bool> {
             };
             r.server_commits_per_s = Some(d("connvo_commits_total"));
             r.query_executions_per_s = Some(d("connvo_query_executions_total"));
+            let commits = d("connvo_commits_total");
+            let frames = d("connvo_sqlite_wal_frames_total");
+            if commits > 0.0 && frames > 0.0 {
+                r.wal_frames_per_commit = Some(frames / commits);
+            }
         }
     }
     // Bytes during the window are approximated by the whole-run average

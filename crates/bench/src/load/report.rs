@@ -40,6 +40,7 @@ pub fn to_json(r: &Results) -> Value {
         "commits_per_s": round(r.commits_per_s, 1),
         "server_commits_per_s": r.server_commits_per_s.map(|x| round(x, 1)),
         "query_executions_per_s": r.query_executions_per_s.map(|x| round(x, 1)),
+        "wal_frames_per_commit": r.wal_frames_per_commit.map(|x| round(x, 1)),
         "sent": r.sent,
         "acked": r.acked,
         "failed": r.failed,
@@ -150,6 +151,10 @@ pub fn to_md(r: &Results) -> String {
         (
             "query executions/s (/metrics)",
             opt(r.query_executions_per_s, 0),
+        ),
+        (
+            "SQLite WAL pages per server commit (/metrics)",
+            opt(r.wal_frames_per_commit, 1),
         ),
         ("bytes received/s", format!("{:.0}", r.bytes_per_s)),
         (
