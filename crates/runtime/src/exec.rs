@@ -510,7 +510,7 @@ impl Runtime {
             );
             if let Some(session) = &session {
                 if session.socket == SessionSocket::Later {
-                    match lookup_session_request(&ctx, session).await {
+                    match lookup_session_request(&ctx, session, identity.as_deref()).await {
                         Ok(Some((result, lines))) => {
                             return MutationOutcome {
                                 result: Ok(result),
@@ -561,6 +561,10 @@ impl Runtime {
                 let lines = Value::Array(log.snapshot().into_iter().map(Value::String).collect());
                 let record = Value::object([
                     ("sessionId".to_owned(), Value::from(&*session.session_id)),
+                    (
+                        "tokenIdentifier".to_owned(),
+                        caller_key(identity.as_deref()),
+                    ),
                     (
                         "requestId".to_owned(),
                         Value::Float64(f64::from(session.request_id)),
@@ -740,11 +744,33 @@ fn validate_returns(spec: &FunctionSpec, value: Value) -> Result<Value> {
     }
 }
 
+/// Most stored records of one (session, request) a lookup examines (one per
+/// caller that used those ids; normally one).
+const SESSION_RECORDS_SCANNED: usize = 16;
+
+/// Who stored a session request's result: the caller's token identifier,
+/// or null when anonymous.
+fn caller_key(identity: Option<&Identity>) -> Value {
+    identity.map_or(Value::Null, |i| Value::from(i.token_identifier.as_str()))
+}
+
+/// The stored result of a re-sent request, if this session stored one for
+/// the same caller. A record of another caller (someone who learned the
+/// session id, or the client after a change of user) is not returned: its
+/// result passed that caller's access checks, not this one's, and the
+/// request runs afresh. Records written before callers were stored match
+/// anyone (their session ids were as unguessable as today's, and a server
+/// upgrade is exactly when clients re-send). At most
+/// [`SESSION_RECORDS_SCANNED`] records of one (session, request) are
+/// examined, oldest first: someone who learned a session id and planted
+/// more records for a request id before its owner sent it can make the
+/// owner's re-send run again, never see another caller's result.
 async fn lookup_session_request(
     ctx: &MutationCtx,
     session: &SessionRequest,
+    identity: Option<&Identity>,
 ) -> Result<Option<(Value, Vec<String>)>> {
-    let doc = ctx
+    let docs = ctx
         .db
         .query(SESSION_REQUESTS_TABLE)
         .with_index("by_request", |r| {
@@ -752,8 +778,13 @@ async fn lookup_session_request(
                 .eq("requestId", f64::from(session.request_id))
         })
         .order(Order::Asc)
-        .first()
+        .take(SESSION_RECORDS_SCANNED)
         .await?;
+    let caller = caller_key(identity);
+    let doc = docs.into_iter().find(|d| {
+        d.field("tokenIdentifier")
+            .is_none_or(|stored| *stored == caller)
+    });
     Ok(doc.map(|d| {
         let result = d.field("result").cloned().unwrap_or(Value::Null);
         let lines = match d.field("logLines") {

@@ -266,6 +266,50 @@ fn session(request_id: u32) -> Option<SessionRequest> {
     })
 }
 
+/// A stored result is returned only to the caller that stored it: someone
+/// else re-sending the same (session, request) ids gets a run of their own,
+/// never the other caller's result.
+#[tokio::test]
+async fn a_stored_result_is_returned_only_to_the_caller_that_stored_it() {
+    let probes = Arc::new(Probes::default());
+    let env = Env::new(registry(Arc::clone(&probes))).await;
+    let spec = env.rt.registry().get("effects:once").unwrap().clone();
+    let person = |sub: &str| {
+        let mut claims = serde_json::Map::new();
+        claims.insert("sub".into(), json!(sub));
+        claims.insert("iss".into(), json!("https://issuer.test"));
+        Some(Arc::new(auth::Identity::from_claims(claims)))
+    };
+    let run = |who: Option<Arc<auth::Identity>>| {
+        let rt = env.rt.clone();
+        let spec = spec.clone();
+        async move {
+            rt.run_mutation(&spec, json(json!({ "tag": "x" })), who, session(7))
+                .await
+                .result
+                .unwrap()
+                .to_json()
+        }
+    };
+    let alice = run(person("alice")).await;
+    assert_eq!(alice["run"], 1);
+    // Alice re-sends: her stored result.
+    assert_eq!(run(person("alice")).await, alice);
+    assert_eq!(probes.dedup_runs.load(Ordering::SeqCst), 1);
+    // Mallory (or nobody) with Alice's session and request ids: a run of
+    // their own, not Alice's result.
+    let mallory = run(person("mallory")).await;
+    assert_eq!(mallory["run"], 2, "{mallory}");
+    let anonymous = run(None).await;
+    assert_eq!(anonymous["run"], 3, "{anonymous}");
+    assert_eq!(probes.dedup_runs.load(Ordering::SeqCst), 3);
+    // Each of them re-sending gets their own stored result back.
+    assert_eq!(run(person("mallory")).await, mallory);
+    assert_eq!(run(None).await, anonymous);
+    assert_eq!(run(person("alice")).await, alice);
+    assert_eq!(probes.dedup_runs.load(Ordering::SeqCst), 3);
+}
+
 /// On a session's first socket no stored result can exist, so the lookup
 /// is skipped; the result is still stored for the client's later sockets.
 #[tokio::test]
