@@ -175,12 +175,23 @@ async fn run_socket(state: AppState, socket: WebSocket, _client_version: String)
     // `Message`s against 256 bytes for boxes.
     let (out_tx, mut out_rx) = mpsc::channel::<Box<Message>>(queue);
     let writer = tokio::spawn(async move {
-        while let Some(msg) = out_rx.recv().await {
-            let closing = matches!(*msg, Message::Close(_));
-            if sink.send(*msg).await.is_err() {
-                break;
+        // Frames already queued are written with one flush, usually one
+        // system call: a mutation's response and the Transition behind it
+        // go out together. The channel is bounded, and so is a batch.
+        'frames: while let Some(msg) = out_rx.recv().await {
+            let mut next = Some(msg);
+            let mut closing = false;
+            while let Some(msg) = next.take() {
+                closing = matches!(*msg, Message::Close(_));
+                if sink.feed(*msg).await.is_err() {
+                    break 'frames;
+                }
+                if closing {
+                    break;
+                }
+                next = out_rx.try_recv().ok();
             }
-            if closing {
+            if sink.flush().await.is_err() || closing {
                 break;
             }
         }
