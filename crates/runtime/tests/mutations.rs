@@ -266,6 +266,14 @@ fn session(request_id: u32) -> Option<SessionRequest> {
     })
 }
 
+/// Runs `effects:once` anonymously with tag `x` as `session`.
+async fn run_once(env: &Env, session: Option<SessionRequest>) -> runtime::MutationOutcome {
+    let spec = env.rt.registry().get("effects:once").unwrap().clone();
+    env.rt
+        .run_mutation(&spec, json(json!({ "tag": "x" })), None, session)
+        .await
+}
+
 /// A stored result is returned only to the caller that stored it: someone
 /// else re-sending the same (session, request) ids gets a run of their own,
 /// never the other caller's result.
@@ -316,36 +324,24 @@ async fn a_stored_result_is_returned_only_to_the_caller_that_stored_it() {
 async fn a_first_socket_request_skips_the_lookup_and_still_stores_its_result() {
     let probes = Arc::new(Probes::default());
     let env = Env::new(registry(Arc::clone(&probes))).await;
-    let spec = env.rt.registry().get("effects:once").unwrap().clone();
     let first_socket = |request_id: u32| {
         let mut s = session(request_id).unwrap();
         s.socket = SessionSocket::First;
         Some(s)
     };
-    let first = env
-        .rt
-        .run_mutation(&spec, json(json!({ "tag": "x" })), None, first_socket(1))
-        .await
-        .result
-        .unwrap();
+    let first = run_once(&env, first_socket(1)).await.result.unwrap();
     assert_eq!(first.get("run").and_then(Value::as_f64), Some(1.0));
     assert_eq!(env.count("_session_requests").await, 1, "stored");
 
     // Re-sent on a later socket (the client saw no response): the stored
     // result, not a second run.
-    let resent = env
-        .rt
-        .run_mutation(&spec, json(json!({ "tag": "x" })), None, session(1))
-        .await;
+    let resent = run_once(&env, session(1)).await;
     assert_eq!(resent.result.unwrap().to_json(), first.to_json());
     assert_eq!(probes.dedup_runs.load(Ordering::SeqCst), 1);
 
     // A client that (wrongly) repeats a request id on its first socket is
     // not looked up: it only loses its own de-duplication.
-    let repeated = env
-        .rt
-        .run_mutation(&spec, json(json!({ "tag": "x" })), None, first_socket(1))
-        .await;
+    let repeated = run_once(&env, first_socket(1)).await;
     assert_eq!(
         repeated.result.unwrap().get("run").and_then(Value::as_f64),
         Some(2.0)
@@ -359,41 +355,26 @@ async fn a_first_socket_request_skips_the_lookup_and_still_stores_its_result() {
 async fn a_request_past_its_start_deadline_is_shed_unless_it_already_committed() {
     let probes = Arc::new(Probes::default());
     let env = Env::new(registry(Arc::clone(&probes))).await;
-    let spec = env.rt.registry().get("effects:once").unwrap().clone();
     let late = |request_id: u32| {
         let mut s = session(request_id).unwrap();
         s.start_by = Some(std::time::Instant::now() - std::time::Duration::from_millis(1));
         Some(s)
     };
-    let first = env
-        .rt
-        .run_mutation(&spec, json(json!({ "tag": "x" })), None, session(1))
-        .await
-        .result
-        .unwrap();
+    let first = run_once(&env, session(1)).await.result.unwrap();
 
-    let shed = env
-        .rt
-        .run_mutation(&spec, json(json!({ "tag": "x" })), None, late(2))
-        .await;
+    let shed = run_once(&env, late(2)).await;
     let err = expect_err(shed.result, ErrorCode::Overloaded);
     assert!(err.message().contains("was not run"), "{err}");
     assert_eq!(probes.dedup_runs.load(Ordering::SeqCst), 1, "not run");
     assert_eq!(env.count("effects").await, 1, "nothing written");
 
     // The committed request, re-sent and queued past the deadline: its result.
-    let resent = env
-        .rt
-        .run_mutation(&spec, json(json!({ "tag": "x" })), None, late(1))
-        .await;
+    let resent = run_once(&env, late(1)).await;
     assert_eq!(resent.result.unwrap().to_json(), first.to_json());
     assert_eq!(probes.dedup_runs.load(Ordering::SeqCst), 1);
 
     // The shed request may be sent again in time.
-    let again = env
-        .rt
-        .run_mutation(&spec, json(json!({ "tag": "x" })), None, session(2))
-        .await;
+    let again = run_once(&env, session(2)).await;
     assert!(again.result.is_ok());
     assert_eq!(env.count("effects").await, 2);
 }
