@@ -78,6 +78,9 @@ pub async fn scan_group_ns(
 pub struct SyncControl {
     /// Commits numbered so far (taken before each backend commit).
     taken: std::sync::atomic::AtomicU64,
+    /// Commits the backend has finished writing (visible to new snapshots),
+    /// durable or not.
+    written: std::sync::atomic::AtomicU64,
     /// The newest commit made durable.
     durable: tokio::sync::watch::Sender<u64>,
     /// While `true`, no commit becomes durable.
@@ -103,6 +106,11 @@ impl SyncControl {
     /// How many commits the backend has received.
     pub fn taken(&self) -> u64 {
         self.taken.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// How many commits the backend has written (new snapshots show them).
+    pub fn written(&self) -> u64 {
+        self.written.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     async fn wait_durable(&self, seq: u64) {
@@ -216,6 +224,9 @@ impl persistence::WriteTxn for SlowTxn {
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
             + 1;
         self.inner.commit().await?;
+        control
+            .written
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         Ok(persistence::Durable::pending(async move {
             let mut held = control.held.subscribe();
             let _ = held.wait_for(|h| !*h).await;
@@ -247,6 +258,7 @@ pub async fn open_slow(dir: &std::path::Path, max_delay_us: u64) -> (Database, A
     .expect("open sqlite");
     let control = Arc::new(SyncControl {
         taken: Default::default(),
+        written: Default::default(),
         durable: tokio::sync::watch::Sender::new(0),
         held: tokio::sync::watch::Sender::new(false),
         max_delay_us,

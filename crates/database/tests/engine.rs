@@ -508,7 +508,9 @@ async fn commit_in_flight(
         let db = db.clone();
         async move { db.commit(tx).await }
     });
-    while sync.taken() == taken {
+    // Until the backend has written it (counting it as taken is not enough:
+    // a snapshot begun before the write finishes would not show it).
+    while sync.written() == taken {
         tokio::time::sleep(std::time::Duration::from_millis(1)).await;
     }
     commit
